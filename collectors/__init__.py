@@ -1,0 +1,1 @@
+"""Loomgate collectors: telemetry rows into ClickHouse, health checks, SLAs and retention analytics."""

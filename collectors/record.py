@@ -1,0 +1,40 @@
+"""The compact record the proxy hands to telemetry: one per request that reached the gateway.
+
+Built on the request path, so it holds only values already at hand (no formatting, no I/O).  Span rows,
+metric aggregates and OTLP spans are all derived from it later, in batches, off the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class CallRecord(NamedTuple):
+    start_ns: int  # wall clock, epoch nanoseconds, when the request arrived
+    duration_ns: int  # until the last response byte was written (or the request failed)
+    trace_id: str  # 32 lowercase hex
+    span_id: str  # 16 hex: the gateway's SERVER span
+    parent_span_id: str  # 16 hex from the incoming traceparent, "" when the trace starts here
+    method: str
+    route_template: str  # e.g. /v1/artisans/{artisan_id}/listings; "" when no route matched
+    route_name: str  # "" when no route matched
+    path: str  # normalised request path (no query string)
+    status: int  # status sent to the client; 0 when the client connection was aborted
+    error_type: str  # "" on success; else e.g. timeout, connect_error, circuit_open, unauthorized
+    error_source: str  # "" on success; "gateway" or "upstream"
+    partner_id: str  # "" when unauthenticated
+    artisan_id: str  # "" when unknown
+    upstream: str  # upstream name, "" when the request never got that far
+    upstream_span_id: str  # 16 hex: the CLIENT span, "" when no upstream call was made
+    upstream_start_ns: int  # 0 when no upstream call
+    upstream_duration_ns: int  # time to upstream response headers (+ body), 0 when none
+    sync_lag_ms: float | None  # ack time - source change time, None when not applicable
+    sync_lag_invalid: bool  # source time in the future beyond the allowed skew
+    server_address: str  # Host the client asked for
+    client_address: str
+    user_agent: str
+    request_body_size: int
+    response_body_size: int
+    request_id: str
+    scheme: str  # http / https
+    upstream_status: int  # status the upstream answered, 0 when none

@@ -1,0 +1,118 @@
+"""Access to the ClickHouse store, embedded (chDB, ``chdb:///path``) or a server (``http(s)://…``).
+
+The same SQL runs on both: the client is a normal clickhouse-connect client either way.  chDB allows one
+data directory per process (and per process lifetime), so an embedded store is owned by exactly one
+process; every other user goes through that owner (see ``collectors.writer``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+
+
+class StoreError(Exception):
+    """The store could not be opened or a statement failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+def is_embedded(dsn: str) -> bool:
+    return dsn.startswith("chdb:")
+
+
+def chdb_path(dsn: str) -> str:
+    """The data directory of a ``chdb://`` DSN (``chdb:///abs/path`` or ``chdb://rel/path``)."""
+    rest = dsn[len("chdb://") :]
+    return str(Path(rest).resolve())
+
+
+def open_client(dsn: str, database: str | None = None) -> Any:
+    """A clickhouse-connect client for the DSN; ``database`` becomes its default database."""
+    try:
+        if is_embedded(dsn):
+            path = chdb_path(dsn)
+            Path(path).mkdir(parents=True, exist_ok=True)
+            return clickhouse_connect.get_client(dsn="chdb://" + path, database=database)
+        parts = urlsplit(dsn)
+        if parts.scheme not in ("http", "https"):
+            raise StoreError(f"unsupported store DSN scheme {parts.scheme!r} (use chdb:// or http(s)://)")
+        kwargs: dict[str, Any] = {"dsn": dsn}
+        if database:
+            kwargs["database"] = database
+        return clickhouse_connect.get_client(**kwargs)
+    except StoreError:
+        raise
+    except Exception as exc:  # clickhouse-connect raises several unrelated types here
+        raise StoreError(f"cannot open store {redact_dsn(dsn)}: {exc}") from exc
+
+
+def redact_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn.replace(":" + parts.password + "@", ":***@")
+    return dsn
+
+
+class Store:
+    """Blocking store access, safe to share between threads (one statement at a time).
+
+    Never call it from the event loop directly: use ``asyncio.to_thread`` or the writer process.
+    """
+
+    def __init__(self, dsn: str, database: str) -> None:
+        self.dsn = dsn
+        self.database = database
+        self._lock = threading.Lock()
+        bootstrap = open_client(dsn)
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
+        self._client = open_client(dsn, database)
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None,
+              settings: Mapping[str, Any] | None = None) -> QueryResult:
+        with self._lock:
+            res = self._client.query(sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+        return QueryResult(tuple(res.column_names), list(res.result_rows))
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                settings: Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._client.command(sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str],
+               settings: Mapping[str, Any] | None = None) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._client.insert(table, rows, column_names=list(column_names), settings=dict(settings or {}))
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def quote_ident(name: str) -> str:
+    """Backquote an identifier from config (database / cluster names); never used for user input."""
+    if not name or any(c in name for c in "`\\\0"):
+        raise StoreError(f"invalid identifier {name!r}")
+    return f"`{name}`"
