@@ -6,7 +6,7 @@ metric aggregates and OTLP spans are all derived from it later, in batches, off 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 
 class CallRecord(NamedTuple):
@@ -38,3 +38,26 @@ class CallRecord(NamedTuple):
     request_id: str
     scheme: str  # http / https
     upstream_status: int  # status the upstream answered, 0 when none
+
+
+class RecordSink(Protocol):
+    """Where the proxy puts finished records.  ``submit`` is called on the event loop and must not block."""
+
+    def submit(self, rec: CallRecord) -> None: ...
+
+
+class NullSink:
+    """Telemetry disabled."""
+
+    def submit(self, rec: CallRecord) -> None:
+        return None
+
+
+class ListSink:
+    """Keeps records in memory: for tests of the proxy alone and for tools that inspect traffic."""
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+
+    def submit(self, rec: CallRecord) -> None:
+        self.records.append(rec)

@@ -7,11 +7,12 @@ process; every other user goes through that owner (see ``collectors.writer``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -116,3 +117,35 @@ def quote_ident(name: str) -> str:
     if not name or any(c in name for c in "`\\\0"):
         raise StoreError(f"invalid identifier {name!r}")
     return f"`{name}`"
+
+
+class AsyncStore(Protocol):
+    """Store access for coroutines (admin API, health checks, alerts)."""
+
+    async def query(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                    settings: Mapping[str, Any] | None = None) -> QueryResult: ...
+
+    async def command(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                      settings: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str],
+                     settings: Mapping[str, Any] | None = None) -> None: ...
+
+
+class ThreadStore:
+    """``AsyncStore`` over a blocking ``Store`` owned by this process: calls run in worker threads."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+
+    async def query(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                    settings: Mapping[str, Any] | None = None) -> QueryResult:
+        return await asyncio.to_thread(self.sync.query, sql, parameters, settings)
+
+    async def command(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                      settings: Mapping[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(self.sync.command, sql, parameters, settings)
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str],
+                     settings: Mapping[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self.sync.insert, table, rows, column_names, settings)
