@@ -315,9 +315,8 @@ class RouteTable:
 
 
 @lru_cache(maxsize=256)
-def _base_parts(base: URL) -> tuple[str, str | None, str | None, str, int | None, str]:
-    prefix = base.raw_path.rstrip("/")
-    return base.scheme, base.raw_user, base.raw_password, base.raw_host or "", base.explicit_port, prefix
+def _base_parts(base: URL) -> tuple[str, str, str]:
+    return base.scheme, base.raw_authority, base.raw_path.rstrip("/")
 
 
 def render_upstream_path(template: str, m: RouteMatch) -> str:
@@ -337,16 +336,8 @@ def render_upstream_path(template: str, m: RouteMatch) -> str:
 
 def build_upstream_url(base: URL, route: Route, m: RouteMatch, path: str, raw_query: str) -> URL:
     """Upstream URL: base path prefix + (rewritten or normalised request path); query kept byte for byte."""
-    scheme, user, password, host, port, prefix = _base_parts(base)
+    scheme, authority, prefix = _base_parts(base)
     tail = render_upstream_path(route.upstream_path, m) if route.upstream_path is not None else path
-    full = prefix + tail if prefix else tail
     return URL.build(
-        scheme=scheme,
-        user=user,
-        password=password,
-        host=host,
-        port=port,
-        path=full,
-        query_string=raw_query,
-        encoded=True,
+        scheme=scheme, authority=authority, path=prefix + tail, query_string=raw_query, encoded=True
     )
