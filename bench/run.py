@@ -1,0 +1,432 @@
+"""Loomgate benchmark: the same load, in one run, against
+
+  (a) the upstream directly           (bench/fast_upstream.py: the ceiling of this setup)
+  (b) the minimal baseline proxy      (bench/minimal_proxy.py)
+  (c) the gateway, auth + rate limit on, telemetry off
+  (d) the gateway with full telemetry into the embedded store
+
+Each server is its own process; the server under test is pinned to one core, the upstream and the load
+generator share the other (when the machine has two).  Load: ``wrk`` when installed (a Lua script adds the
+API key), else ``bench/loadgen.py``.  Reports req/s and p50/p99 at 32 connections, p50/p99 at one
+connection, CPU per request, ratios against the baseline and the gateway's RSS under 1,000 concurrent
+connections, as markdown on stdout (and ``--out FILE``).
+
+    python bench/run.py [--duration 8] [--rounds 2] [--out bench-results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PATH = "/v1/artisans/a1/listings"
+API_KEY = "bench-partner-key-0001"  # benchmark-only key; its SHA-256 is all the gateway is given
+TARGETS = ("upstream", "baseline", "gateway", "telemetry")
+LABELS = {
+    "upstream": "upstream directly",
+    "baseline": "minimal aiohttp proxy (baseline)",
+    "gateway": "gateway: auth + rate limit, telemetry off",
+    "telemetry": "gateway: auth + rate limit + full telemetry (embedded store)",
+}
+
+WRK_SCRIPT = """
+wrk.headers["X-Api-Key"] = "%s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "LGJSON {\\"requests\\":%%d,\\"duration_us\\":%%d,\\"connect\\":%%d,\\"read\\":%%d,\\"write\\":%%d," ..
+    "\\"status\\":%%d,\\"timeout\\":%%d,\\"p50_us\\":%%d,\\"p99_us\\":%%d,\\"mean_us\\":%%.1f}\\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
+"""
+
+
+# ----------------------------------------------------------------------------------------------- types
+@dataclass(frozen=True, slots=True)
+class Load:
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_req: float  # server process (and its children), user + system
+    child_cpu_us_per_req: float  # children only (the telemetry writer process)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def ps(self) -> psutil.Process:
+        return psutil.Process(self.proc.pid)
+
+
+@dataclass
+class Results:
+    c32: dict[str, list[Load]] = field(default_factory=dict)
+    c1: dict[str, list[Load]] = field(default_factory=dict)
+    rss: dict[str, float] = field(default_factory=dict)
+    rss_target: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# -------------------------------------------------------------------------------------------- processes
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cores() -> tuple[set[int] | None, set[int] | None]:
+    """(server core, load core): the first two CPUs this process may use; None when there is one."""
+    avail = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(avail) < 2:
+        return None, None
+    return {avail[0]}, {avail[1]}
+
+
+def spawn(name: str, argv: Sequence[str], url: str, core: set[int] | None, logdir: Path) -> Server:
+    log = logdir / f"{name}.log"
+
+    def pin() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, core)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(list(argv), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+                                preexec_fn=pin)
+    return Server(name, proc, url, log)
+
+
+def wait_ready(server: Server, timeout: float = 90.0) -> None:
+    """Poll the benchmark URL until it answers 200 (the telemetry store takes a few seconds to open)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: see {server.log}\n{server.log.read_text()[-2000:]}")
+        req = urllib.request.Request(server.url + PATH, headers={"X-Api-Key": API_KEY})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} not ready after {timeout:.0f} s ({last}); see {server.log}")
+
+
+def stop(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(timeout=5)
+
+
+# ------------------------------------------------------------------------------------------------ load
+def load_command(url: str, connections: int, duration: float, script: Path | None) -> list[str]:
+    if script is not None:
+        seconds = max(1, round(duration))  # wrk takes whole seconds
+        return ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script), url]
+    return [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "-c", str(connections),
+            "-d", str(duration), "-H", f"X-Api-Key: {API_KEY}"]
+
+
+def cpu_seconds(server: Server) -> tuple[float, float]:
+    """(process + children, children only) CPU seconds, user + system."""
+    own = server.ps.cpu_times()
+    children = 0.0
+    for child in server.ps.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            t = child.cpu_times()
+            children += t.user + t.system
+    return own.user + own.system + children, children
+
+
+def _pinned(core: set[int] | None) -> Callable[[], None]:
+    def pin() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, core)
+
+    return pin
+
+
+def _parse_load(stdout: str, cpu: float, child_cpu: float) -> Load:
+    line = next((x for x in stdout.splitlines() if x.startswith("LGJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"load generator printed no result: {stdout[-800:]}")
+    data = json.loads(line[len("LGJSON "):])
+    n = int(data["requests"])
+    per = 1e6 / n if n else 0.0
+    return Load(requests=n, seconds=float(data["duration_us"]) / 1e6,
+                errors=sum(int(data[k]) for k in ("connect", "read", "write", "status", "timeout")),
+                p50_ms=float(data["p50_us"]) / 1000, p99_ms=float(data["p99_us"]) / 1000,
+                cpu_us_per_req=cpu * per, child_cpu_us_per_req=child_cpu * per)
+
+
+def drive(server: Server, connections: int, duration: float, load_core: set[int] | None,
+          script: Path | None) -> Load:
+    cmd = load_command(server.url + PATH, connections, duration, script)
+    cpu0, child0 = cpu_seconds(server)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
+                         preexec_fn=_pinned(load_core), check=False)
+    cpu1, child1 = cpu_seconds(server)
+    return _parse_load(out.stdout + out.stderr[-800:], cpu1 - cpu0, child1 - child0)
+
+
+def _rss_mb(server: Server) -> tuple[float, float]:
+    """(server process, sum of its children) resident memory in MB."""
+    kids = 0.0
+    for child in server.ps.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            kids += child.memory_info().rss / 2**20
+    return server.ps.memory_info().rss / 2**20, kids
+
+
+def rss_under_connections(server: Server, connections: int, duration: float, load_core: set[int] | None,
+                          script: Path | None) -> dict[str, float]:
+    """Idle and peak RSS (MB) of the gateway process and of its children while N connections hammer it."""
+    idle, _ = _rss_mb(server)
+    peak, child_peak = idle, 0.0
+    cmd = load_command(server.url + PATH, connections, duration, script)
+    cpu0, child0 = cpu_seconds(server)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=_pinned(load_core)) as proc:
+        deadline = time.monotonic() + duration + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            own, kids = _rss_mb(server)
+            peak, child_peak = max(peak, own), max(child_peak, kids)
+            time.sleep(0.1)
+        stdout, stderr = proc.communicate(timeout=60)
+    cpu1, child1 = cpu_seconds(server)
+    load = _parse_load(stdout + stderr[-800:], cpu1 - cpu0, child1 - child0)
+    return {"idle": idle, "peak": peak, "child": child_peak, "requests": load.requests,
+            "errors": load.errors, "p99": load.p99_ms}
+
+
+# ----------------------------------------------------------------------------------------------- setup
+def gateway_available() -> bool:
+    try:
+        import gateway.server as server_module
+    except ImportError:
+        return False
+    return hasattr(server_module, "run_gateway")
+
+
+@contextlib.contextmanager
+def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
+            load_core: set[int] | None) -> Iterator[dict[str, Server]]:
+    py = sys.executable
+    up_port = free_port()
+    upstream_url = f"http://127.0.0.1:{up_port}"
+    started: dict[str, Server] = {}
+    try:
+        argv = [py, str(BENCH / "fast_upstream.py"), "--port", str(up_port)]
+        started["upstream"] = spawn("upstream", argv, upstream_url, load_core, workdir)
+        if "baseline" in targets:
+            port = free_port()
+            argv = [py, str(BENCH / "minimal_proxy.py"), "--port", str(port), "--upstream", upstream_url]
+            started["baseline"] = spawn("baseline", argv, f"http://127.0.0.1:{port}", server_core, workdir)
+        for name, telemetry in (("gateway", False), ("telemetry", True)):
+            if name not in targets:
+                continue
+            port = free_port()
+            argv = [py, str(BENCH / "serve_gateway.py"), "--port", str(port),
+                    "--admin-port", str(free_port()), "--upstream", upstream_url, "--key", API_KEY,
+                    "--data-dir", str(workdir / f"{name}-data")]
+            started[name] = spawn(name, [*argv, "--telemetry"] if telemetry else argv,
+                                  f"http://127.0.0.1:{port}", server_core, workdir)
+        for server in started.values():
+            wait_ready(server)
+        yield started
+    finally:
+        for server in reversed(list(started.values())):
+            stop(server)
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _med(loads: list[Load], attr: str) -> float:
+    return statistics.median(getattr(x, attr) for x in loads) if loads else float("nan")
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _header(args: argparse.Namespace, loader: str, pinned: bool) -> list[str]:
+    placement = ("server under test pinned to one core; upstream + load generator on the other"
+                 if pinned else "no pinning (one CPU)")
+    return [
+        "## Loomgate benchmark",
+        "",
+        f"- command: `{' '.join(['python bench/run.py', *args.argv])}`",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"load generator: {loader}",
+        f"- placement: {placement}",
+        f"- per target: {args.duration:g} s at 32 connections, {args.c1_duration:g} s at 1 connection, "
+        f"{args.rounds} round(s), medians shown; request `GET {PATH}` with `X-Api-Key`",
+        "",
+    ]
+
+
+def _table(res: Results) -> list[str]:
+    lines = ["| target | req/s (32 conn) | p50 ms | p99 ms | p50 ms (1 conn) | p99 ms (1 conn) "
+             "| CPU µs/req | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in TARGETS:
+        if name not in res.c32:
+            continue
+        c32, c1 = res.c32[name], res.c1[name]
+        errors = sum(x.errors for x in c32 + c1)
+        lines.append(f"| {LABELS[name]} | {_med(c32, 'rps'):,.0f} | {_med(c32, 'p50_ms'):.2f} "
+                     f"| {_med(c32, 'p99_ms'):.2f} | {_med(c1, 'p50_ms'):.3f} | {_med(c1, 'p99_ms'):.3f} "
+                     f"| {_med(c32, 'cpu_us_per_req'):.0f} | {errors} |")
+    return [*lines, ""]
+
+
+def _comparisons(res: Results) -> list[str]:
+    if "baseline" not in res.c32:
+        return []
+    base, base1 = res.c32["baseline"], res.c1["baseline"]
+    lines = ["| comparison with the baseline | value | target | verdict |", "|---|---:|---:|---|"]
+    if "gateway" in res.c32:
+        g, g1 = res.c32["gateway"], res.c1["gateway"]
+        ratio = _med(g, "rps") / _med(base, "rps")
+        added1 = (_med(g1, "p50_ms") - _med(base1, "p50_ms")) * 1000
+        added32 = (_med(g, "p50_ms") - _med(base, "p50_ms")) * 1000
+        extra_cpu = _med(g, "cpu_us_per_req") - _med(base, "cpu_us_per_req")
+        lines += [
+            f"| gateway / baseline req/s | {ratio:.3f} | ≥ 0.92 | {_verdict(ratio >= 0.92)} |",
+            f"| gateway p50 added latency (1 conn) | {added1:.0f} µs | ≤ 300 µs "
+            f"| {_verdict(added1 <= 300)} |",
+            f"| gateway p50 added latency (32 conn) | {added32:.0f} µs | | |",
+            f"| gateway CPU over baseline | {extra_cpu:.0f} µs/req | | |",
+        ]
+    if "telemetry" in res.c32:
+        t, t1 = res.c32["telemetry"], res.c1["telemetry"]
+        ratio = _med(t, "rps") / _med(base, "rps")
+        p99 = _med(t1, "p99_ms")
+        lines += [
+            f"| full telemetry / baseline req/s | {ratio:.3f} | ≥ 0.85 | {_verdict(ratio >= 0.85)} |",
+            f"| full telemetry p99 (1 conn) | {p99:.3f} ms | ≤ 1 ms | {_verdict(p99 <= 1.0)} |",
+            f"| telemetry CPU in the writer process | {_med(t, 'child_cpu_us_per_req'):.1f} µs/req | | |",
+        ]
+        if "gateway" in res.c32:
+            own = (_med(t, "cpu_us_per_req") - _med(t, "child_cpu_us_per_req")
+                   - _med(res.c32["gateway"], "cpu_us_per_req"))
+            lines.append(f"| telemetry CPU in the gateway process | {own:.1f} µs/req | | |")
+    return [*lines, ""]
+
+
+def _rss(res: Results, args: argparse.Namespace) -> list[str]:
+    if not res.rss:
+        return []
+    r = res.rss
+    return [f"RSS under {args.rss_connections:,} concurrent connections for {args.rss_seconds:g} s "
+            f"({LABELS[res.rss_target]}): gateway process {r['idle']:.0f} MB idle, {r['peak']:.0f} MB peak; "
+            f"its child processes (telemetry writer) {r['child']:.0f} MB peak; "
+            f"{r['requests']:,.0f} requests, "
+            f"{r['errors']:,.0f} errors, p99 {r['p99']:.1f} ms.", ""]
+
+
+def render(res: Results, args: argparse.Namespace, loader: str, pinned: bool) -> str:
+    lines = _header(args, loader, pinned) + _table(res) + _comparisons(res) + _rss(res, args)
+    lines += [f"- {n}" for n in res.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per 32-connection run (1 conn: half)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds over all targets; medians are reported")
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma list from: " + ",".join(TARGETS))
+    p.add_argument("--rss-connections", type=int, default=1000)
+    p.add_argument("--rss-seconds", type=float, default=5.0)
+    p.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk exists")
+    p.add_argument("--out", help="also write the markdown report to this file")
+    args = p.parse_args(argv)
+    args.argv = argv
+    args.duration = min(max(args.duration, 1.0), 30.0)  # keep the whole run bounded (< 5 min)
+    args.rounds = min(max(args.rounds, 1), 5)
+    args.c1_duration = float(max(1, round(args.duration / 2)))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    targets = [t for t in args.targets.split(",") if t in TARGETS]
+    res = Results()
+    if not gateway_available():
+        targets = [t for t in targets if t not in ("gateway", "telemetry")]
+        res.notes.append("gateway.server.run_gateway is not importable: gateway targets skipped")
+    server_core, load_core = cores()
+    wrk = shutil.which("wrk") if not args.python_load else None
+    loader = "wrk -t1 (Lua script adds X-Api-Key)" if wrk else "bench/loadgen.py (aiohttp)"
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="loomgate-bench-") as tmp:
+        workdir = Path(tmp)
+        script = None
+        if wrk:
+            script = workdir / "key.lua"
+            script.write_text(WRK_SCRIPT % API_KEY)
+        with servers(workdir, targets, server_core, load_core) as procs:
+            for name in targets:  # warm-up: pools filled, code paths hot, store tables created
+                drive(procs[name], 32, 1.0, load_core, script)
+            for rnd in range(args.rounds):
+                for name in targets:
+                    c32 = drive(procs[name], 32, args.duration, load_core, script)
+                    c1 = drive(procs[name], 1, args.c1_duration, load_core, script)
+                    res.c32.setdefault(name, []).append(c32)
+                    res.c1.setdefault(name, []).append(c1)
+                    print(f"round {rnd + 1}/{args.rounds} {name}: {res.c32[name][-1].rps:,.0f} req/s",
+                          file=sys.stderr, flush=True)
+            rss_target = "telemetry" if "telemetry" in procs else ("gateway" if "gateway" in procs else "")
+            if rss_target and args.rss_connections > 0:
+                res.rss = rss_under_connections(procs[rss_target], args.rss_connections,
+                                                args.rss_seconds, load_core, script)
+                res.rss_target = rss_target
+    res.notes.append(f"whole run took {time.monotonic() - started:.0f} s; 1-min load average "
+                     f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (other work on the machine "
+                     "skews absolute numbers: compare ratios from the same run)")
+    report = render(res, args, loader, server_core is not None)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
