@@ -1,0 +1,138 @@
+"""Fixtures for the SLA, health-check, alert and status-page tests: a store with the schema applied, a
+real upstream whose behaviour can be flipped at run time, a real webhook receiver, and config builders."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from collectors.store import Store, ThreadStore
+from gateway.config import AdminListener, Config, Listener, TelemetryConfig
+
+
+def apply_schema(store: Store) -> None:
+    from collectors.schema import migrate
+
+    migrate(store, TelemetryConfig(database=store.database, ttl_days=0))
+
+
+@pytest.fixture
+def sla_store(store: Store) -> Store:
+    """A fresh database with the whole versioned schema applied."""
+    apply_schema(store)
+    return store
+
+
+@pytest.fixture
+def astore(sla_store: Store) -> ThreadStore:
+    return ThreadStore(sla_store)
+
+
+def make_config(**kw: Any) -> Config:
+    base: dict[str, Any] = {
+        "source": "test.yaml",
+        "partner_listener": Listener(port=0),
+        "admin_listener": AdminListener(port=0, token="admin-secret"),
+        "upstreams": (),
+        "routes": (),
+        "partners": (),
+    }
+    base.update(kw)
+    return Config(**base)
+
+
+@pytest.fixture
+def config_factory() -> Callable[..., Config]:
+    return make_config
+
+
+@dataclass
+class FlipUpstream:
+    """A real HTTP upstream on 127.0.0.1 whose /healthz answers per ``mode``: healthy, slow, down, broken."""
+
+    mode: str = "healthy"
+    slow_s: float = 0.25
+    url: str = ""
+    hits: int = 0
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        if self.mode == "slow":
+            await asyncio.sleep(self.slow_s)
+        if self.mode == "down":
+            return web.json_response({"status": "down"}, status=503)
+        if self.mode == "broken":
+            return web.json_response({"status": "maintenance"})
+        return web.json_response({"status": "ok", "deps": {"db": "ok"}})
+
+    async def other(self, request: web.Request) -> web.Response:
+        if self.mode == "down":
+            return web.json_response({"error": "down"}, status=503)
+        return web.json_response({"ok": True, "path": request.path})
+
+
+@pytest.fixture
+async def flip_upstream() -> AsyncIterator[FlipUpstream]:
+    up = FlipUpstream()
+    app = web.Application()
+    app.router.add_get("/healthz", up.healthz)
+    app.router.add_route("*", "/{tail:.*}", up.other)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    up.url = f"http://127.0.0.1:{port}"
+    try:
+        yield up
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class WebhookReceiver:
+    """A real webhook endpoint; ``fail_next`` answers 500 that many times before accepting."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    fail_next: int = 0
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        body = await request.read()
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.Response(status=500, text="busy")
+        self.received.append(json.loads(body))
+        self.event.set()
+        return web.Response(text="ok")
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.event.clear()
+                await self.event.wait()
+
+
+@pytest.fixture
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    rec = WebhookReceiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        yield rec
+    finally:
+        await runner.cleanup()
