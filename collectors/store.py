@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,6 +99,13 @@ class Store:
             return
         with self._lock:
             self._client.insert(table, rows, column_names=list(column_names), settings=dict(settings or {}))
+
+    def insert_raw(self, table: str, data: bytes | Iterable[bytes], fmt: str,
+                   settings: Mapping[str, Any] | None = None) -> None:
+        """Insert a file body in a ClickHouse input format (CSVWithNames, JSONEachRow, Parquet …),
+        parsed by ClickHouse itself; ``data`` may be an iterator of chunks (streamed, not held whole)."""
+        with self._lock:
+            self._client.raw_insert(table, None, data, settings=dict(settings or {}), fmt=fmt)
 
     def ping(self) -> bool:
         try:
