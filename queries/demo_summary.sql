@@ -1,0 +1,31 @@
+-- name: demo_summary
+-- answers: Per route and partner over a window, from the gateway's SERVER spans: calls, client errors
+--   (4xx), server errors (5xx or an aborted response), errors by source (gateway / upstream), median and
+--   95th-percentile latency, and the 95th-percentile inventory sync lag where it was measured.
+-- formula: error rate = spans with an error.type / all spans
+-- formula: latency = Duration (ns) of the SERVER span, shown in ms; sync lag = loomgate.sync_lag_ms, in s
+-- note: rows with no route are requests the gateway refused before routing (unknown path, bad key).
+-- param: start DateTime64(3) = -1h          -- start of the window (inclusive)
+-- param: end DateTime64(3) = now            -- end of the window (exclusive)
+-- param: service String = loomgate          -- ServiceName the gateway writes (telemetry.service_name)
+SELECT
+    if(SpanAttributes['loomgate.route'] = '', '(none)', SpanAttributes['loomgate.route']) AS route,
+    if(SpanAttributes['partner.id'] = '', '(unauthenticated)', SpanAttributes['partner.id']) AS partner,
+    count() AS calls,
+    countIf(SpanAttributes['error.type'] != '') AS errors,
+    round(100 * errors / calls, 1) AS error_pct,
+    countIf(toUInt16OrZero(SpanAttributes['http.response.status_code']) BETWEEN 400 AND 499) AS status_4xx,
+    countIf(toUInt16OrZero(SpanAttributes['http.response.status_code']) NOT BETWEEN 100 AND 499) AS status_5xx,
+    countIf(SpanAttributes['loomgate.error_source'] = 'gateway') AS gateway_errors,
+    countIf(SpanAttributes['loomgate.error_source'] = 'upstream') AS upstream_errors,
+    round(quantileExact(0.5)(Duration) / 1e6, 2) AS p50_ms,
+    round(quantileExact(0.95)(Duration) / 1e6, 2) AS p95_ms,
+    round(quantileExactIf(0.95)(toFloat64OrZero(SpanAttributes['loomgate.sync_lag_ms']),
+                                mapContains(SpanAttributes, 'loomgate.sync_lag_ms')) / 1000, 2) AS sync_lag_p95_s
+FROM otel_traces
+WHERE SpanKind = 'Server'
+  AND ServiceName = {service:String}
+  AND Timestamp >= {start:DateTime64(3)}
+  AND Timestamp < {end:DateTime64(3)}
+GROUP BY route, partner
+ORDER BY route = '(none)', route, partner
