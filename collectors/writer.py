@@ -1,0 +1,441 @@
+"""The telemetry writer process: owns the store, turns batches into rows, inserts, spools and replays.
+
+Started by ``collectors.exporter`` as ``python -m collectors.writer --fd N`` with one end of a socket pair.
+The gateway process never touches the store: it cuts batches of ``CallRecord`` tuples on its event loop and
+sends them here; this process builds span rows and per-batch metric points, inserts them with the batch id
+as ``insert_deduplication_token`` and acknowledges each batch once it is in the store or in the spool.
+
+Failure handling (all in this process):
+- an insert fails → the batch goes to the on-disk spool and the store is retried with exponential backoff;
+  while backing off, new batches go straight to the spool;
+- once an insert succeeds again, the spool is replayed oldest-first, one segment between live batches;
+  every spooled batch keeps its id, so a replay the store already has is dropped by deduplication;
+- a batch that does not fit in the spool budget is dropped, counted and logged (one line per drop);
+- more than ``queue_max_records`` waiting in this process → the receiving thread spools the new batch itself,
+  so a stalled store never grows memory.
+
+Wire protocol (``multiprocessing.connection`` framing; control messages pickled with ``send``):
+
+gateway → writer: ``("init", WriterSettings)``; ``("batch", batch_id, cut_ns, gauges, n_chunks)`` followed
+by ``n_chunks`` raw messages, each a pickled list of record tuples; ``("rpc", req_id, op, args)`` with op in
+query / command / insert / ping / status; ``("close",)``.
+writer → gateway: ``("ready", ok, error, fatal)``; ``("ack", batch_id, outcome, counters)`` with outcome in
+written / spooled / dropped; ``("rpc", req_id, ok, result_or_error)``; ``("closed", counters)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from collectors.metrics import MetricRows, batch_metric_rows, pipeline_rows, project
+from collectors.record import CallRecord
+from collectors.rows import (
+    METRIC_GAUGE_COLUMNS,
+    METRIC_HISTOGRAM_COLUMNS,
+    METRIC_SUM_COLUMNS,
+    METRICS_GAUGE_TABLE,
+    METRICS_HISTOGRAM_TABLE,
+    METRICS_SUM_TABLE,
+    SPAN_COLUMNS,
+    TRACES_TABLE,
+    insert_settings,
+    span_rows,
+)
+from collectors.spool import Batch, Segment, Spool, SpoolCorrupt
+from collectors.store import Store, StoreError, redact_dsn
+from gateway.config import TelemetryConfig
+
+log = logging.getLogger("loomgate.writer")
+
+PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
+_IDLE_TICK = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSettings:
+    dsn: str
+    telemetry: TelemetryConfig
+    spool_dir: str
+    start_ns: int  # telemetry start: the start of the cumulative pipeline counters
+    resource: tuple[tuple[str, str], ...]
+    backoff_initial: float = 0.25
+    backoff_max: float = 5.0
+
+
+class _Close:
+    """Inbox marker: everything before it has been received; finish and exit."""
+
+
+_CLOSE = _Close()
+
+
+class Writer:
+    def __init__(self, settings: WriterSettings, conn: Connection) -> None:
+        self.s = settings
+        self.t = settings.telemetry
+        self.conn = conn
+        self.resource = dict(settings.resource)
+        self.spool = Spool(settings.spool_dir, self.t.spool.max_bytes)
+        self.inbox: queue.Queue[Batch | _Close] = queue.Queue()
+        self.store: Store | None = None
+        self.store_error = ""
+        self.healthy = False
+        self.retry_at = 0.0
+        self.backoff = settings.backoff_initial
+        self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "received": 0}
+        self.gateway_pipeline: dict[str, int] = {}
+        self._mem_records = 0
+        self._lock = threading.Lock()  # counters and _mem_records (main + receiver threads)
+        self._send_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="writer-rpc")
+        self._last_pipeline = 0.0
+        self.otlp: Any = None
+        if self.t.otlp is not None:
+            from collectors.otlp import OtlpSpanWriter
+
+            self.otlp = OtlpSpanWriter(self.t.otlp, self.t.service_name, self.resource)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        fatal = self._first_open()
+        if fatal:
+            return
+        threading.Thread(target=self._receive, name="writer-recv", daemon=True).start()
+        while True:
+            try:
+                item = self.inbox.get(timeout=self._tick())
+            except queue.Empty:
+                item = None
+            if item is _CLOSE:
+                break
+            if isinstance(item, Batch):
+                self._handle(item)
+            self._maybe_replay()
+            self._maybe_pipeline_rows()
+        self._shutdown()
+
+    def _first_open(self) -> bool:
+        """Open the store once before reporting; returns True when the error is fatal (bad config)."""
+        if not self.t.write_store:
+            self.healthy = True
+            self._send(("ready", True, "", False))
+            return False
+        try:
+            self._open_store()
+        except StoreError as exc:
+            fatal = "unsupported store DSN" in str(exc)
+            self._send(("ready", False, str(exc), fatal))
+            if fatal:
+                return True
+            self._fail(exc)
+            return False
+        except Exception as exc:  # a schema error is fatal: retrying cannot fix it
+            self._send(("ready", False, f"{type(exc).__name__}: {exc}", True))
+            return True
+        self._send(("ready", True, "", False))
+        return False
+
+    def _open_store(self) -> None:
+        from collectors.schema import migrate
+
+        store = Store(self.s.dsn, self.t.database)
+        try:
+            migrate(store, self.t)
+        except Exception:
+            store.close()
+            raise
+        self.store = store
+        self.healthy = True
+        self.store_error = ""
+
+    def _shutdown(self) -> None:
+        while True:  # batches received before the close marker was queued behind it cannot exist, but be safe
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Batch):
+                self._handle(item)
+        if self.healthy:
+            self._write_pipeline_rows()
+        self._send(("closed", self.snapshot()))
+        self._pool.shutdown(wait=True)
+        if self.otlp is not None:
+            self.otlp.shutdown()
+        if self.store is not None:
+            self.store.close()
+
+    # -- receiving -----------------------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                msg = self.conn.recv()
+                kind = msg[0]
+                if kind == "batch":
+                    self._receive_batch(msg)
+                elif kind == "rpc":
+                    self._pool.submit(self._rpc, msg[1], msg[2], msg[3])
+                elif kind == "close":
+                    break
+                else:
+                    log.error("unknown message %r from the gateway", kind)
+        except (EOFError, OSError):
+            log.warning("gateway connection closed without a close message; flushing and exiting")
+        self.inbox.put(_CLOSE)
+
+    def _receive_batch(self, msg: tuple[Any, ...]) -> None:
+        _, batch_id, cut_ns, gauges, n_chunks = msg
+        records: list[tuple[Any, ...]] = []
+        for _ in range(n_chunks):
+            records.extend(pickle.loads(self.conn.recv_bytes()))
+        batch = Batch(batch_id, cut_ns, records, gauges)
+        if isinstance(gauges.get("pipeline"), Mapping):
+            self.gateway_pipeline = dict(gauges["pipeline"])  # one atomic rebinding
+        n = len(records)
+        with self._lock:
+            self.counters["received"] += n
+            over = self._mem_records + n > self.t.queue_max_records
+            if not over:
+                self._mem_records += n
+        if over:  # the store is too slow: keep memory bounded, the spool replays it later
+            self._spool(batch)
+        else:
+            self.inbox.put(batch)
+
+    # -- batches -------------------------------------------------------------------------------------
+
+    def _handle(self, batch: Batch) -> None:
+        try:
+            if time.monotonic() < self.retry_at:
+                self._spool(batch)
+                return
+            try:
+                self._write(batch)
+            except Exception as exc:
+                self._fail(exc)
+                self._spool(batch)
+                return
+            self._recovered()
+            self._count("written", len(batch.records))
+            self._ack(batch, "written")
+        finally:
+            with self._lock:
+                self._mem_records -= len(batch.records)
+
+    def _write(self, batch: Batch) -> None:
+        """Insert the batch (and/or export it over OTLP); raises on any failure."""
+        records = [CallRecord._make(t) for t in batch.records]
+        if self.t.write_store:
+            if self.store is None:
+                self._open_store()
+            assert self.store is not None
+            self._insert_rows(self.store, batch, records)
+        if self.otlp is not None:
+            self.otlp.export(records)
+
+    def _insert_rows(self, store: Store, batch: Batch, records: Sequence[CallRecord]) -> None:
+        # The batch id is the dedup token of every insert of this batch, on every attempt.
+        settings = insert_settings(batch.batch_id)
+        store.insert(TRACES_TABLE, span_rows(records, self.t.service_name, self.resource), SPAN_COLUMNS,
+                     settings)
+        metrics = self._metric_rows(batch, records)
+        store.insert(METRICS_HISTOGRAM_TABLE, project(metrics.histograms, METRIC_HISTOGRAM_COLUMNS),
+                     METRIC_HISTOGRAM_COLUMNS, settings)
+        store.insert(METRICS_GAUGE_TABLE, project(metrics.gauges, METRIC_GAUGE_COLUMNS),
+                     METRIC_GAUGE_COLUMNS, settings)
+
+    def _metric_rows(self, batch: Batch, records: Sequence[CallRecord]) -> MetricRows:
+        return batch_metric_rows(records, batch.gauges, service_name=self.t.service_name,
+                                 resource=self.resource, start_ns=batch.cut_ns, time_ns=batch.cut_ns)
+
+    def _spool(self, batch: Batch) -> None:
+        n = len(batch.records)
+        if self.spool.append(batch):
+            self._count("spooled", n)
+            self._ack(batch, "spooled")
+            return
+        total = self._count("dropped", n)
+        log.error("telemetry spool full (budget %d bytes in %s): dropped a batch of %d records "
+                  "(%d dropped since start)", self.spool.max_bytes, self.spool.dir, n, total)
+        self._ack(batch, "dropped")
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.healthy or not self.store_error:
+            log.warning("telemetry store unavailable, spooling batches (retry with backoff): %s",
+                        _one_line(exc))
+        self.healthy = False
+        self.store_error = _one_line(exc)
+        self.retry_at = time.monotonic() + self.backoff
+        self.backoff = min(self.backoff * 2, self.s.backoff_max)
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            log.warning("telemetry store reachable again; replaying the spool")
+        self.healthy = True
+        self.store_error = ""
+        self.backoff = self.s.backoff_initial
+        self.retry_at = 0.0
+
+    # -- replay --------------------------------------------------------------------------------------
+
+    def _tick(self) -> float:
+        if self.retry_at:
+            return max(0.0, min(_IDLE_TICK, self.retry_at - time.monotonic()))
+        return _IDLE_TICK
+
+    def _maybe_replay(self) -> None:
+        if time.monotonic() < self.retry_at:
+            return
+        seg = self.spool.oldest()
+        if seg is not None:
+            self._replay(seg)
+
+    def _replay(self, seg: Segment) -> None:
+        try:
+            batch = self.spool.read(seg)
+        except SpoolCorrupt as exc:
+            dest = self.spool.quarantine(seg)
+            log.error("unreadable spool segment moved to %s (its records are lost): %s", dest, exc)
+            return
+        except FileNotFoundError:
+            return
+        try:
+            self._write(batch)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self.spool.remove(seg)
+        self._recovered()
+        n = len(batch.records)
+        self._count("written", n)
+        self._count("replayed", n)
+
+    # -- pipeline counters ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
+    def _count(self, key: str, n: int) -> int:
+        with self._lock:
+            self.counters[key] += n
+            return self.counters[key]
+
+    def _maybe_pipeline_rows(self) -> None:
+        if self.healthy and time.monotonic() - self._last_pipeline >= PIPELINE_ROWS_EVERY:
+            self._write_pipeline_rows()
+
+    def _write_pipeline_rows(self) -> None:
+        if self.store is None or not self.t.write_store:
+            return
+        self._last_pipeline = time.monotonic()
+        mine = self.snapshot()
+        gw = self.gateway_pipeline
+        values = {
+            "queued": gw.get("queued", mine["received"]),
+            "written": mine["written"],
+            "spooled": mine["spooled"] + gw.get("spooled", 0),
+            "dropped": mine["dropped"] + gw.get("dropped", 0),
+            "replayed": mine["replayed"],
+        }
+        rows = pipeline_rows(values, service_name=self.t.service_name, resource=self.resource,
+                             start_ns=self.s.start_ns, time_ns=time.time_ns())
+        try:  # a fresh token: snapshots are never replayed, a later one supersedes a missing one
+            self.store.insert(METRICS_SUM_TABLE, project(rows, METRIC_SUM_COLUMNS), METRIC_SUM_COLUMNS,
+                              insert_settings(uuid.uuid4().hex))
+        except Exception as exc:
+            log.debug("pipeline counters not written: %s", exc)
+
+    # -- RPC -----------------------------------------------------------------------------------------
+
+    def _rpc(self, req_id: int, op: str, args: tuple[Any, ...]) -> None:
+        try:
+            result = self._rpc_call(op, args)
+            reply: tuple[Any, ...] = ("rpc", req_id, True, result)
+        except Exception as exc:
+            reply = ("rpc", req_id, False, f"{type(exc).__name__}: {_one_line(exc)}")
+        try:
+            self._send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            self._send(("rpc", req_id, False, f"result cannot be sent to the gateway: {exc}"))
+
+    def _rpc_call(self, op: str, args: tuple[Any, ...]) -> Any:
+        if op == "status":
+            return self.status()
+        store = self.store
+        if op == "ping":
+            return store is not None and store.ping()
+        if store is None:
+            raise StoreError(f"store {redact_dsn(self.s.dsn)} unavailable: {self.store_error or 'not open'}")
+        calls: dict[str, Callable[..., Any]] = {
+            "query": store.query, "command": store.command, "insert": store.insert,
+        }
+        fn = calls.get(op)
+        if fn is None:
+            raise StoreError(f"unknown store operation {op!r}")
+        return fn(*args)
+
+    def status(self) -> dict[str, Any]:
+        segs = self.spool.segments()
+        with self._lock:
+            mem = self._mem_records
+        return {
+            "healthy": self.healthy, "store_error": self.store_error, "counters": self.snapshot(),
+            "spool_segments": len(segs), "spool_bytes": sum(s.size for s in segs),
+            "memory_records": mem,
+        }
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def _ack(self, batch: Batch, outcome: str) -> None:
+        self._send(("ack", batch.batch_id, outcome, self.snapshot()))
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)  # fail here, not half-way on the wire
+        # The gateway may be gone; the receiver then sees EOF and queues the close marker.
+        with self._send_lock, contextlib.suppress(OSError):
+            self.conn.send_bytes(data)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m collectors.writer",
+                                description="telemetry writer process (started by the gateway)")
+    p.add_argument("--fd", type=int, required=True, help="inherited socket to the gateway")
+    args = p.parse_args(argv)
+    # Ctrl-C reaches the whole process group; the gateway decides when this process stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    conn = Connection(args.fd)
+    msg = conn.recv()
+    if not (isinstance(msg, tuple) and msg and msg[0] == "init"):
+        log.error("expected an init message, got %r", type(msg))
+        return 2
+    Writer(msg[1], conn).run()
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
