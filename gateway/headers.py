@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import uuid
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -60,31 +59,44 @@ _REQUEST_DROP = (
 _RESPONSE_DROP = HOP_BY_HOP | _FRAMING | {"via"}
 
 Headers = CIMultiDictProxy[str] | CIMultiDict[str]
+_NONE: frozenset[str] = frozenset()
 
 
 def connection_tokens(headers: Headers) -> frozenset[str]:
     """Lowercase header names listed in every ``Connection`` header (they are hop-by-hop too)."""
-    values = headers.getall("Connection", ())
-    if not values:
-        return frozenset()
+    if "Connection" not in headers:
+        return _NONE
+    values = headers.getall("Connection")
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
-def _joined(headers: Headers, name: str, hop: frozenset[str]) -> str:
-    """All values of a list-valued header as one line; empty if the previous hop marked it hop-by-hop."""
-    if name.lower() in hop:
-        return ""
-    return ", ".join(v.strip() for v in headers.getall(name, ()) if v.strip())
+def _rewrite(
+    headers: Headers, drop: frozenset[str], collect: tuple[str, str]
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """One pass: the headers to keep, in order, and the values of the two list headers in ``collect``.
 
-
-def _copy_except(headers: Headers, drop: frozenset[str], hop: frozenset[str]) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
+    Values of a collected header are dropped with it if the previous hop named it in ``Connection``.
+    """
+    hop = connection_tokens(headers)
+    first, second = collect
+    kept: list[tuple[str, str]] = []
+    a: list[str] = []
+    b: list[str] = []
     for name, value in headers.items():
         low = name.lower()
-        if low in drop or low in hop or low.startswith("proxy-"):
+        if low in drop or low.startswith("proxy-") or (hop and low in hop):
+            if low == first and low not in hop:
+                a.append(value.strip())
+            elif low == second and low not in hop:
+                b.append(value.strip())
             continue
-        out.add(name, value)
-    return out
+        kept.append((name, value))
+    return kept, a, b
+
+
+def _append(values: list[str], own: str) -> str:
+    prior = ", ".join(v for v in values if v)
+    return f"{prior}, {own}" if prior else own
 
 
 def forward_request_headers(
@@ -98,39 +110,30 @@ def forward_request_headers(
     traceparent: str,
 ) -> CIMultiDict[str]:
     """Headers to send upstream for a partner request (see the module docstring for the rules)."""
-    hop = connection_tokens(incoming)
-    out = _copy_except(incoming, _REQUEST_DROP, hop)
-    xff = _joined(incoming, "X-Forwarded-For", hop)
-    out["X-Forwarded-For"] = f"{xff}, {client_ip}" if xff else client_ip
-    out["X-Forwarded-Proto"] = scheme
+    kept, xff, via = _rewrite(incoming, _REQUEST_DROP, ("x-forwarded-for", "via"))
+    kept.append(("X-Forwarded-For", _append(xff, client_ip)))
+    kept.append(("X-Forwarded-Proto", scheme))
     if host:
-        out["X-Forwarded-Host"] = host
-    via = _joined(incoming, "Via", hop)
-    out["Via"] = f"{via}, {VIA}" if via else VIA
-    out["X-Partner-Id"] = partner_id
-    out["X-Request-Id"] = request_id
-    out["traceparent"] = traceparent
-    return out
+        kept.append(("X-Forwarded-Host", host))
+    kept.append(("Via", _append(via, VIA)))
+    kept.append(("X-Partner-Id", partner_id))
+    kept.append(("X-Request-Id", request_id))
+    kept.append(("traceparent", traceparent))
+    return CIMultiDict(kept)
 
 
 def response_headers(upstream: Headers) -> CIMultiDict[str]:
     """Headers to send the client for an upstream response; framing is left to the proxy."""
-    hop = connection_tokens(upstream)
-    out = _copy_except(upstream, _RESPONSE_DROP, hop)
-    via = _joined(upstream, "Via", hop)
-    out["Via"] = f"{via}, {VIA}" if via else VIA
-    return out
+    kept, via, _ = _rewrite(upstream, _RESPONSE_DROP, ("via", ""))
+    kept.append(("Via", _append(via, VIA)))
+    return CIMultiDict(kept)
 
 
 # ------------------------------------------------------------------------------------ W3C trace context
 
-_LOWER_HEX = frozenset("0123456789abcdef")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-
-
-def _is_hex(s: str, length: int) -> bool:
-    return len(s) == length and all(c in _LOWER_HEX for c in s)
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
@@ -142,19 +145,13 @@ def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
     if not value:
         return None
     value = value.strip(" \t")
-    if len(value) < 55:
+    m = _TRACEPARENT.match(value)
+    if m is None:
         return None
-    version = value[:2]
-    if not _is_hex(version, 2) or version == "ff":
-        return None
-    if version == "00" and len(value) != 55:
+    version, trace_id, parent_id, flags = m.groups()
+    if version == "ff" or (version == "00" and len(value) != 55):
         return None
     if len(value) > 55 and value[55] != "-":
-        return None
-    if value[2] != "-" or value[35] != "-" or value[52] != "-":
-        return None
-    trace_id, parent_id, flags = value[3:35], value[36:52], value[53:55]
-    if not (_is_hex(trace_id, 32) and _is_hex(parent_id, 16) and _is_hex(flags, 2)):
         return None
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
         return None
@@ -180,10 +177,14 @@ def format_traceparent(trace_id: str, span_id: str, flags: str | int = "01") -> 
 # -------------------------------------------------------------------------------------------- request id
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)  # version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def request_id(incoming: str | None) -> str:
     """The client's ``X-Request-Id`` if it is 1-128 characters of ``[A-Za-z0-9._:-]``, else a new one."""
     if incoming and _REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    # A random (version 4) UUID in hex, built without uuid.uuid4()'s per-call object overhead.
+    bits = (random.getrandbits(128) & _UUID_CLEAR) | _UUID4_SET
+    return f"{bits:032x}"

@@ -206,6 +206,21 @@ class _Node:
         self.methods: dict[str, _Entry] | None = None  # set on nodes where a template ends
 
 
+def _first(node: _Node, segs: list[str], i: int, n: int, method: str) -> _Entry | None:
+    """The most specific template matching ``segs`` that allows ``method`` (depth-first, literals first)."""
+    if i == n:
+        return node.methods.get(method) if node.methods is not None else None
+    seg = segs[i]
+    child = node.literals.get(seg)
+    if child is not None:
+        found = _first(child, segs, i + 1, n, method)
+        if found is not None:
+            return found
+    if node.param is not None and seg:  # a parameter never matches an empty segment
+        return _first(node.param, segs, i + 1, n, method)
+    return None
+
+
 class RouteTable:
     """Routes compiled into a segment trie; ``match`` walks it without regular expressions.
 
@@ -280,17 +295,16 @@ class RouteTable:
             if entry is not None:
                 return RouteMatch(entry[0], {}, {})
         segs = path.split("/")[1:]
-        for methods in self._terminals(self._root, segs, 0):
-            entry = methods.get(key)
-            if entry is not None:
-                return self._result(entry, segs)
+        entry = _first(self._root, segs, 0, len(segs), key)
+        if entry is not None:
+            return self._result(entry, segs)
         allow = sorted({m for methods in self._terminals(self._root, segs, 0) for m in methods})
         if not allow:
             raise errors.NotFound(f"no route for {path}")
         raise errors.MethodNotAllowed(f"{key} is not allowed for {path}", allow=allow)
 
     def _terminals(self, node: _Node, segs: list[str], i: int) -> Iterator[dict[str, _Entry]]:
-        """Method tables of every template matching ``segs``, most specific first."""
+        """Method tables of every template matching ``segs``, most specific first (for 405 answers)."""
         if i == len(segs):
             if node.methods is not None:
                 yield node.methods
@@ -308,7 +322,9 @@ class RouteTable:
         if not positions:
             return RouteMatch(route, {}, {})
         raw = {name: segs[i] for i, name in positions}
-        return RouteMatch(route, {k: unquote(v) for k, v in raw.items()}, raw)
+        if any("%" in v for v in raw.values()):
+            return RouteMatch(route, {k: unquote(v) for k, v in raw.items()}, raw)
+        return RouteMatch(route, dict(raw), raw)
 
 
 # ------------------------------------------------------------------------------------------ upstream URL

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -310,5 +312,7 @@ def test_request_id_reused(value: str) -> None:
 def test_request_id_replaced(value: str | None) -> None:
     out = request_id(value)
     assert out != value
-    assert len(out) == 32 and int(out, 16) >= 0
+    u = uuid.UUID(out)
+    assert (u.version, u.variant) == (4, uuid.RFC_4122)
+    assert out == u.hex
     assert request_id(value) != out  # fresh each time

@@ -399,3 +399,67 @@ def test_upstream_url_keeps_scheme_host_port_userinfo() -> None:
     u = build_upstream_url(URL("https://u:p@[::1]:8443/pre"), r, RouteMatch(r, {}, {}), "/x", "")
     assert (u.scheme, u.raw_host, u.port, u.raw_user, u.raw_password) == ("https", "::1", 8443, "u", "p")
     assert u.raw_path == "/pre/x"
+
+
+# ------------------------------------------------------------------------------ reference-model check
+
+_SEG = st.sampled_from(["a", "b", "{p}"])
+_SHAPES = st.lists(_SEG, min_size=1, max_size=3).map(tuple)
+_METHODS = st.sets(st.sampled_from(["GET", "POST", "HEAD"]), min_size=1, max_size=2)
+
+
+def _reference(routes: list[Route], method: str, path: str) -> str | tuple[str, ...]:
+    """Brute force: the route name, or the sorted Allow list, or '404'."""
+    segs = path.split("/")[1:]
+    matching: list[tuple[tuple[int, ...], Route]] = []
+    for r in routes:
+        tpl = r.path.split("/")[1:]
+        if len(tpl) == len(segs) and all(
+            t == s or (t.startswith("{") and s) for t, s in zip(tpl, segs, strict=True)
+        ):
+            matching.append((tuple(0 if t.startswith("{") else 1 for t in tpl), r))
+    if not matching:
+        return "404"
+
+    def allowed(shape: tuple[int, ...], r: Route) -> set[str]:
+        same_shape = [o for s, o in matching if s == shape and o.path == r.path]
+        ms = set(r.methods)
+        if "GET" in ms and not any("HEAD" in o.methods for o in same_shape):
+            ms.add("HEAD")
+        return ms
+
+    best = [(shape, r) for shape, r in matching if method in allowed(shape, r)]
+    if best:
+        return max(best, key=lambda x: x[0])[1].name
+    return tuple(sorted({m for shape, r in matching for m in allowed(shape, r)}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_SHAPES, _METHODS), min_size=1, max_size=6),
+    st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3),
+    st.sampled_from(["GET", "POST", "HEAD", "PUT"]),
+)
+def test_matches_reference_model(
+    specs: list[tuple[tuple[str, ...], set[str]]], path_segs: list[str], method: str
+) -> None:
+    routes: list[Route] = []
+    taken: set[tuple[tuple[str, ...], str]] = set()
+    for i, (shape, methods) in enumerate(specs):
+        canon = tuple("{}" if s.startswith("{") else s for s in shape)
+        ms = tuple(sorted(m for m in methods if (canon, m) not in taken))
+        if not ms:
+            continue
+        taken |= {(canon, m) for m in ms}
+        named = [f"{{p{j}}}" if seg.startswith("{") else seg for j, seg in enumerate(shape)]
+        routes.append(R(f"r{i}", "/" + "/".join(named), *ms))
+    table = RouteTable(routes)
+    path = "/" + "/".join(path_segs)
+    expected = _reference(routes, method, path)
+    try:
+        got: str | tuple[str, ...] = table.match(method, path).route.name
+    except errors.NotFound:
+        got = "404"
+    except errors.MethodNotAllowed as exc:
+        got = tuple(exc.allow)
+    assert got == expected
