@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import yaml
@@ -132,64 +132,16 @@ def parse_size(value: str | int) -> int:
     return round(float(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"])
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """A parsed health-check condition, e.g. ``[BODY].status == ok`` → ("BODY", ("status",), "==", "ok")."""
-
-    subject: Literal["STATUS", "RESPONSE_TIME", "BODY"]
-    json_path: tuple[str, ...]  # only for BODY; empty means the whole body
-    operator: Literal["==", "!=", "<", "<=", ">", ">=", "contains"]
-    value: str  # RESPONSE_TIME values are milliseconds
+def _span(seconds: float) -> str:
+    """A duration in the largest unit that divides it, for messages: 172800 -> 2d, 0.25 -> 250ms."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:g}ms"
 
 
-_PLACEHOLDERS: Final = ("STATUS", "RESPONSE_TIME", "BODY")
-_OPERATORS: Final = ("==", "!=", "<=", ">=", "<", ">", "contains")
-_COND_SUBJECT = re.compile(r"\s*\[([^\]]*)\]")
-_COND_JSON_PATH = re.compile(r"(?:\.[^\s.=!<>\[\]]+)+")
-_COND_OPERATOR = re.compile(r"\s*(==|!=|<=|>=|<|>)\s*|\s*(?<![^\s\]])contains\s+")
-_OPERATOR_HINT = "expected an operator: ==, !=, <, <=, >, >= or contains"
-
-
-def parse_condition(text: str) -> Condition:
-    """Parse a Gatus-style condition; ValueError says what is wrong."""
-    m = _COND_SUBJECT.match(text)
-    if m is None:
-        raise ValueError("must start with [STATUS], [RESPONSE_TIME] or [BODY]")
-    subject = m.group(1)
-    if subject not in _PLACEHOLDERS:
-        raise ValueError(f"unknown placeholder [{subject}]{_suggest(subject, _PLACEHOLDERS, '[{}]')}")
-    pos = m.end()
-    json_path: tuple[str, ...] = ()
-    pm = _COND_JSON_PATH.match(text, pos)
-    if pm is not None:
-        if subject != "BODY":
-            raise ValueError(f"only [BODY] takes a JSON path, not [{subject}]")
-        json_path = tuple(pm.group(0)[1:].split("."))
-        pos = pm.end()
-    om = _COND_OPERATOR.match(text, pos)
-    if om is None:
-        raise ValueError(_OPERATOR_HINT)
-    operator = om.group(1) or "contains"
-    value = text[om.end() :].strip()
-    if not value:
-        raise ValueError(f"missing value after '{operator}'")
-    _check_condition_value(subject, operator, value)
-    return Condition(subject, json_path, operator, value)  # type: ignore[arg-type]
-
-
-def _check_condition_value(subject: str, operator: str, value: str) -> None:
-    if subject == "STATUS":
-        if operator == "contains":
-            raise ValueError("[STATUS] is compared with ==, !=, <, <=, >, >=, not contains")
-        if not value.isdigit() or not 100 <= int(value) <= 599:
-            raise ValueError(f"[STATUS] is compared with an HTTP status code (100-599), not '{value}'")
-    elif subject == "RESPONSE_TIME":
-        if operator == "contains":
-            raise ValueError("[RESPONSE_TIME] is compared with ==, !=, <, <=, >, >=, not contains")
-        if not _PLAIN_NUMBER.fullmatch(value) or float(value) < 0:
-            raise ValueError(f"[RESPONSE_TIME] is compared with milliseconds, not '{value}'")
-    elif operator in ("<", "<=", ">", ">=") and not _PLAIN_NUMBER.fullmatch(value):
-        raise ValueError(f"'{operator}' needs a number, not '{value}'")
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _suggest(word: str, known: Iterable[str], fmt: str = "'{}'") -> str:
@@ -703,7 +655,7 @@ def _timeouts(ctx: _Ctx, node: Node, path: str) -> Timeouts | _Invalid:
             ctx.error(
                 m[key],
                 _join(path, key),
-                f"{getattr(t, key):g}s is longer than the total timeout ({t.total:g}s)",
+                f"{_span(getattr(t, key))} is longer than the total timeout ({_span(t.total)})",
             )
     return t
 
@@ -735,13 +687,16 @@ def _method(ctx: _Ctx, node: Node, path: str) -> str | _Invalid:
 
 
 def _condition(ctx: _Ctx, node: Node, path: str) -> str | _Invalid:
+    # The health checker's own parser decides, so a config that loads is a config that runs.
+    from collectors.conditions import parse_condition
+
     text = _nonempty(ctx, node, path)
     if isinstance(text, _Invalid):
         return text
     try:
         parse_condition(text)
     except ValueError as exc:
-        return ctx.error(node, path, f"cannot parse condition '{text}': {exc}")
+        return ctx.error(node, path, str(exc))
     return text
 
 
@@ -788,7 +743,7 @@ def _health_check(ctx: _Ctx, node: Node, path: str) -> HealthCheck | _Invalid:
         ctx.error(
             m["timeout"],
             _join(path, "timeout"),
-            f"{hc.timeout:g}s is longer than the interval ({hc.interval:g}s)",
+            f"{_span(hc.timeout)} is longer than the interval ({_span(hc.interval)})",
         )
     return hc
 
@@ -836,15 +791,15 @@ def _template_problem(template: str) -> tuple[tuple[str, ...], str | None]:
             or re.search(r"\{[^}]*\{|\}[^{]*\}", segment)
             or (opened and segment.index("}") < segment.index("{"))
         ):
-            return (), f"unbalanced braces in segment '{segment}'"
+            return (), f"has unbalanced braces in segment '{segment}'"
         for name in re.findall(r"\{([^}]*)\}", segment):
             if not _PARAM_NAME.fullmatch(name):
                 return (
                     (),
-                    f"invalid parameter name '{{{name}}}' (letters, digits, '_'; not starting with a digit)",
+                    f"has an invalid parameter name '{{{name}}}' (use letters, digits and '_')",
                 )
             if name in params:
-                return (), f"parameter '{{{name}}}' appears twice"
+                return (), f"repeats parameter '{{{name}}}'"
             params.append(name)
     from gateway import routing  # deferred: the route table pulls in the HTTP stack
 
@@ -942,15 +897,17 @@ def _route(ctx: _Ctx, node: Node, path: str, upstreams: list[str]) -> Route | _I
 
 
 def _methods(ctx: _Ctx, node: Node, path: str) -> tuple[str, ...] | _Invalid:
-    items = _items(ctx, node, path, _method)
-    if items is None:
+    indexed = _indexed(ctx, node, path, _method)
+    if indexed is None:
         return INVALID
     if not node.value:
         return ctx.error(node, path, "needs at least one HTTP method")
-    seen = _Unique(ctx, "method")
-    for i, (item_node, method) in enumerate(zip(node.value, items, strict=False)):
-        seen.check(item_node, f"{path}[{i}]", method)
-    return tuple(dict.fromkeys(items))
+    seen: set[str] = set()
+    for i, item, method in indexed:
+        if method in seen:
+            ctx.error(item, f"{path}[{i}]", f"'{method}' is listed twice")
+        seen.add(method)
+    return tuple(dict.fromkeys(method for _, _, method in indexed))
 
 
 def _rewrite(
@@ -1178,8 +1135,8 @@ def _sla(ctx: _Ctx, node: Node, path: str, upstreams: list[str], routes: list[st
     route = _get(ctx, m, path, "route", lambda c, n, p: _reference(c, n, p, "route", routes))
     has_upstream, has_route = "upstream" in m, "route" in m
     if has_upstream == has_route:
-        which = "both" if has_upstream else "neither"
-        ctx.error(node, path, f"names {which} of upstream and route; give exactly one")
+        which = "both upstream and route" if has_upstream else "neither upstream nor route"
+        ctx.error(node, path, f"names {which}; give exactly one")
     d = Sla(name="")
     return Sla(
         name=name if isinstance(name, str) else "",
@@ -1193,7 +1150,6 @@ def _sla(ctx: _Ctx, node: Node, path: str, upstreams: list[str], routes: list[st
 
 
 _WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
 def _weekday(ctx: _Ctx, node: Node, path: str) -> int | _Invalid:
@@ -1219,9 +1175,14 @@ def _full_weekday(short: str) -> str:
 
 
 def _clock(ctx: _Ctx, node: Node, path: str) -> str | _Invalid:
+    from collectors.maintenance import parse_hhmm  # the scheduler's parser decides
+
     text = _string(ctx, node, path)
-    if isinstance(text, str) and not _HHMM.fullmatch(text):
-        return ctx.error(node, path, f"must be a UTC time of day HH:MM (00:00-23:59), got '{text}'")
+    if isinstance(text, str):
+        try:
+            parse_hhmm(text)
+        except ValueError as exc:
+            return ctx.error(node, path, str(exc))
     return text
 
 
@@ -1231,6 +1192,7 @@ def _recurrence(ctx: _Ctx, node: Node, path: str) -> Recurrence | _Invalid:
         return INVALID
     every = _need(ctx, m, path, "every", _choice(("daily", "weekly")))
     weekday = _get(ctx, m, path, "weekday", _weekday, None)
+    at = _get(ctx, m, path, "at", _clock, "00:00")
     duration = _need(ctx, m, path, "duration", _duration())
     if every == "weekly" and "weekday" not in m:
         ctx.error(node, _join(path, "weekday"), "missing required key (every: weekly needs a weekday)")
@@ -1238,12 +1200,15 @@ def _recurrence(ctx: _Ctx, node: Node, path: str) -> Recurrence | _Invalid:
         ctx.error(m["weekday"], _join(path, "weekday"), "only allowed with every: weekly")
     period = 86400.0 if every == "daily" else 7 * 86400.0
     if isinstance(duration, float) and isinstance(every, str) and duration > period:
-        ctx.error(m["duration"], _join(path, "duration"), f"{duration:g}s is longer than the {every} period")
+        period_text = _span(period)
+        ctx.error(
+            m["duration"],
+            _join(path, "duration"),
+            f"{_span(duration)} is longer than the period ({period_text})",
+        )
     if isinstance(every, _Invalid) or isinstance(duration, _Invalid):
         return INVALID
-    return Recurrence(
-        every=every, weekday=weekday, at=_get(ctx, m, path, "at", _clock, "00:00"), duration=duration
-    )
+    return Recurrence(every=every, weekday=weekday, at=at, duration=duration)
 
 
 def _upstream_set(upstreams: list[str]) -> Conv:
@@ -1279,7 +1244,7 @@ def _maintenance(ctx: _Ctx, node: Node, path: str, upstreams: list[str]) -> Main
                     node, _join(path, key), "missing required key (a one-off window needs start and end)"
                 )
         if start is not None and end is not None and end <= start:
-            ctx.error(m["end"], _join(path, "end"), "is not after start")
+            ctx.error(m["end"], _join(path, "end"), f"{_iso(end)} is not after start ({_iso(start)})")
     return MaintenanceWindow(
         name=name if isinstance(name, str) else "",
         upstreams=_get(ctx, m, path, "upstreams", _upstream_set(upstreams), "*"),
@@ -1340,6 +1305,15 @@ def _named_list(
     return indexed
 
 
+def _value_node(node: Node, key: str) -> Node:
+    """The value node of ``key`` in a mapping node (the node itself if absent), for precise lines."""
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            if isinstance(k, ScalarNode) and k.value == key:
+                return v
+    return node
+
+
 def _item_key(ctx: _Ctx, node: Node, path: str, attr: str) -> str | None:
     if not isinstance(node, MappingNode):
         return None
@@ -1361,7 +1335,11 @@ def _route_conflicts(ctx: _Ctx, routes: list[tuple[int, Node, Route]]) -> None:
             first = taken.setdefault((shape, method), (route.name, node.start_mark.line + 1))
             if first[0] != route.name:
                 where = f"route '{first[0]}' (line {first[1]})"
-                ctx.error(node, f"routes[{i}].path", f"{method} {route.path} is already served by {where}")
+                ctx.error(
+                    _value_node(node, "path"),
+                    f"routes[{i}].path",
+                    f"{method} {route.path} is already served by {where}",
+                )
 
 
 # ------------------------------------------------------------------------------------------------ entry
@@ -1381,7 +1359,7 @@ def _build(ctx: _Ctx, root: Node) -> Config | None:
     upstreams = _values(
         _named_list(ctx, top.get("upstreams"), "upstreams", _upstream, "upstream name", "name", required=True)
     )
-    upstream_names = [u.name for u in upstreams if u.name]
+    upstream_names = list(dict.fromkeys(u.name for u in upstreams if u.name))
     routes = _named_list(
         ctx,
         top.get("routes"),
@@ -1392,7 +1370,7 @@ def _build(ctx: _Ctx, root: Node) -> Config | None:
         required=True,
     )
     _route_conflicts(ctx, routes)
-    route_names = [r.name for _, _, r in routes if r.name]
+    route_names = list(dict.fromkeys(r.name for _, _, r in routes if r.name))
     digests = _Unique(ctx, "API key digest")
     partners = _named_list(
         ctx,
