@@ -138,6 +138,19 @@ def test_normalize_properties(raw: str) -> None:
     assert normalize_path(out) == out  # idempotent
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_normalize_arbitrary_text_only_raises_bad_path(text: str) -> None:
+    try:
+        out = normalize_path("/" + text)
+    except errors.BadPath:
+        return
+    assert out.isascii()
+    assert normalize_path(out) == out
+    # What is matched is exactly what goes upstream: yarl keeps the encoded path as is.
+    assert URL.build(scheme="http", host="h", path=out, encoded=True).raw_path == out
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(alphabet="abc./%2eE", max_size=6), max_size=8))
 def test_normalize_never_climbs_above_root(segs: list[str]) -> None:
