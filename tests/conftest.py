@@ -6,13 +6,18 @@ directory and each test that needs a store gets a fresh database inside it.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from collectors.record import ListSink, RecordSink
 from collectors.store import Store
+from gateway.config import Config
+from gateway.server import RunningGateway, run_gateway
+from gateway.testing import RecordingUpstream
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +39,33 @@ def store(chdb_dsn: str) -> Iterator[Store]:
         yield s
     finally:
         s.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+# ------------------------------------------------------------------ real upstreams and a real gateway
+# Factories, so a test can start as many as it needs; everything started is stopped at teardown.
+
+
+@pytest.fixture
+async def upstream_server() -> AsyncIterator[Callable[..., Awaitable[RecordingUpstream]]]:
+    """``up = await upstream_server()``: a RecordingUpstream on 127.0.0.1 (ephemeral port), ``up.url``."""
+    started: list[RecordingUpstream] = []
+
+    async def start(upstream: RecordingUpstream | None = None) -> RecordingUpstream:
+        up = await (upstream or RecordingUpstream()).start()
+        started.append(up)
+        return up
+
+    yield start
+    for up in reversed(started):
+        await up.close()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Callable[..., Awaitable[RunningGateway]]]:
+    """``gw = await gateway(config)``: run_gateway with a ListSink (``gw.services.sink.records``)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(config: Config, *, sink: RecordSink | None = None) -> RunningGateway:
+            return await stack.enter_async_context(run_gateway(config, sink=sink or ListSink()))
+
+        yield start

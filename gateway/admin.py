@@ -1,0 +1,325 @@
+"""The admin listener: health and readiness probes, a login form, stats, and the features' admin routes.
+
+Everything except ``/healthz``, ``/readyz``, ``/login`` and ``/static/*`` needs the admin token, either as
+``Authorization: Bearer TOKEN`` (scripts) or as the ``loomgate_admin`` cookie the login form sets
+(browsers).  The cookie never holds the token itself: it holds an expiry and an HMAC of it keyed by the
+token, so it stops working when the token changes and reveals nothing about it.  It is HttpOnly and
+SameSite=Strict (no cross-site requests carry it), Secure when served over HTTPS.  Tokens are compared in
+constant time and never accepted in URLs.
+
+Errors are JSON (``gateway.errors`` shape); a browser asking for an HTML page without credentials is
+sent to the login form instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import html
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from gateway import admin_kpi, admin_sla, errors
+from gateway.app import PROXY_KEY
+from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
+from gateway.config import Config
+from gateway.headers import request_id
+from gateway.services import Services
+
+COOKIE_NAME = "loomgate_admin"
+SESSION_SECONDS = 12 * 3600
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login"})
+PUBLIC_PREFIXES = ("/static/",)
+READY_CHECK_TIMEOUT = 2.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminAuth:
+    """Checks the admin token and issues / verifies login cookies."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._token)
+
+    def token_ok(self, presented: str) -> bool:
+        return self.configured and hmac.compare_digest(presented.encode(), self._token)
+
+    def _mac(self, expires: int) -> str:
+        return hmac.new(self._token, f"loomgate-admin:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    def issue_cookie(self, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + SESSION_SECONDS)
+        return f"{expires}.{self._mac(expires)}"
+
+    def cookie_ok(self, value: str, now: float | None = None) -> bool:
+        if not self.configured:
+            return False
+        expires_s, _, mac = value.partition(".")
+        if not expires_s.isdigit() or len(expires_s) > 12:
+            return False
+        expires = int(expires_s)
+        if expires < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(mac.encode(), self._mac(expires).encode())
+
+    def request_ok(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return self.token_ok(token.strip())
+        cookie = request.cookies.get(COOKIE_NAME)
+        return bool(cookie) and self.cookie_ok(cookie)
+
+
+AUTH_KEY = web.AppKey("loomgate.admin_auth", AdminAuth)
+
+
+# ----------------------------------------------------------------------------------------- middlewares
+
+
+def _json_error(exc: errors.GatewayError, request: web.Request) -> web.Response:
+    return errors.error_response(exc, request_id(request.headers.get("X-Request-Id")))
+
+
+def _wants_html(request: web.Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's HTTP errors (404, 405, 400 …) as the gateway's JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or (exc.content_type or "").endswith("json"):
+            raise
+        if exc.status == 404:
+            return _json_error(errors.NotFound(f"no admin endpoint {request.path}"), request)
+        if exc.status == 405:
+            allow = sorted(m for m in exc.headers.get("Allow", "").split(",") if m)
+            return _json_error(
+                errors.MethodNotAllowed(f"{request.method} is not allowed for {request.path}", allow), request
+            )
+        err = errors.GatewayError(exc.text or exc.reason)
+        err.status, err.code, err.error_type = exc.status, exc.reason.lower().replace(" ", "_"), "admin"
+        return _json_error(err, request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return await handler(request)
+    auth = request.app[AUTH_KEY]
+    if auth.request_ok(request):
+        return await handler(request)
+    if _wants_html(request):
+        raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs))
+    if not auth.configured:
+        return _json_error(errors.Unauthorized("admin token is not configured; admin API disabled"), request)
+    return _json_error(errors.Unauthorized("admin token required (Authorization: Bearer TOKEN)"), request)
+
+
+# ------------------------------------------------------------------------------------------- probes
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _tcp_check(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection to host:port opens within the timeout, else why not."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return "connect timed out"
+    except OSError as exc:
+        return f"connect failed: {exc.strerror or type(exc).__name__}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+async def _telemetry_check(services: Services) -> str | None:
+    try:
+        ok = await asyncio.wait_for(services.telemetry.ready(), READY_CHECK_TIMEOUT)
+    except Exception as exc:
+        return f"telemetry check failed: {type(exc).__name__}"
+    return None if ok else "telemetry store unreachable"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the gateway can serve: store reachable, upstreams connectable, no circuit open."""
+    app = request.app
+    services = app[SERVICES_KEY]
+    proxy = app[PROXY_KEY]
+    names: list[str] = []
+    checks: list[Awaitable[str | None]] = []
+    if services.telemetry is not None:
+        names.append("telemetry")
+        checks.append(_telemetry_check(services))
+    for pool in proxy.upstreams.values():
+        names.append(f"upstream:{pool.name}")
+        if pool.breaker.state == "open":
+            checks.append(_const(f"circuit open after {pool.breaker.consecutive_failures} failures"))
+            continue
+        host = pool.base.host or "127.0.0.1"
+        port = pool.base.port or (443 if pool.base.scheme == "https" else 80)
+        timeout = min(pool.config.timeouts.connect, READY_CHECK_TIMEOUT)
+        checks.append(_tcp_check(host, port, timeout))
+    results = await asyncio.gather(*checks)
+    report = {name: (problem or "ok") for name, problem in zip(names, results, strict=True)}
+    not_ready = [name for name, problem in zip(names, results, strict=True) if problem]
+    if proxy.draining:
+        report["gateway"] = "draining"
+        not_ready.append("gateway")
+    body = {"status": "not_ready" if not_ready else "ready", "checks": report, "not_ready": not_ready}
+    return web.json_response(body, status=503 if not_ready else 200)
+
+
+async def _const(value: str | None) -> str | None:
+    return value
+
+
+# --------------------------------------------------------------------------------------------- stats
+
+
+async def stats(request: web.Request) -> web.Response:
+    app = request.app
+    proxy = app[PROXY_KEY]
+    services = app[SERVICES_KEY]
+    body: dict[str, Any] = {
+        "inflight": proxy.inflight,
+        "requests_total": proxy.requests_total,
+        "draining": proxy.draining,
+        "upstreams": {
+            pool.name: {
+                "circuit": pool.breaker.state,
+                "consecutive_failures": pool.breaker.consecutive_failures,
+            }
+            for pool in proxy.upstreams.values()
+        },
+    }
+    if services.telemetry is not None:
+        body["telemetry"] = services.telemetry.counters()
+    return web.json_response(body)
+
+
+# --------------------------------------------------------------------------------------------- login
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Loomgate admin: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}
+label,input,button{{display:block;width:100%;margin:.4rem 0}}input,button{{padding:.5rem;font-size:1rem}}
+.err{{color:#b00020}}</style></head>
+<body><h1>Loomgate admin</h1>{message}
+<form method="post" action="/login">
+<label for="token">Admin token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<input type="hidden" name="next" value="{next}">
+<button type="submit">Sign in</button>
+</form></body></html>
+"""
+
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Loomgate admin</title></head>
+<body><h1>Loomgate admin</h1><ul>{items}</ul>
+<form method="post" action="/logout"><button type="submit">Sign out</button></form></body></html>
+"""
+
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site absolute paths: no scheme, no host, no '//' or backslash tricks."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if any(ord(ch) < 0x20 for ch in value):
+        return "/"
+    return value
+
+
+def _login_page(next_path: str, message: str = "", status: int = 200) -> web.Response:
+    msg = f'<p class="err">{html.escape(message)}</p>' if message else ""
+    resp = web.Response(
+        text=_PAGE.format(message=msg, next=html.escape(_safe_next(next_path))),
+        content_type="text/html",
+        status=status,
+    )
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(request.query.get("next", "/"))
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    token = form.get("token")
+    next_path = _safe_next(str(form.get("next") or "/"))
+    auth = request.app[AUTH_KEY]
+    if not isinstance(token, str) or not auth.token_ok(token):
+        return _login_page(next_path, "Wrong admin token.", status=401)
+    resp = web.HTTPSeeOther(next_path)
+    resp.set_cookie(
+        COOKIE_NAME,
+        auth.issue_cookie(),
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    return resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    resp = web.HTTPSeeOther("/login")
+    resp.del_cookie(COOKIE_NAME, path="/")
+    return resp
+
+
+async def index(request: web.Request) -> web.Response:
+    paths = sorted(
+        {
+            info["path"]
+            for resource in request.app.router.resources()
+            if "path" in (info := resource.get_info())
+            and any(route.method in ("GET", "*") for route in resource)
+            and info["path"] not in ("/", "/login")
+        }
+    )
+    items = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths)
+    return web.Response(text=_INDEX.format(items=items), content_type="text/html")
+
+
+# ----------------------------------------------------------------------------------------------- app
+
+
+def build_admin_app(config: Config, services: Services, partner_app: web.Application) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app[CONFIG_KEY] = config
+    app[SERVICES_KEY] = services
+    app[PROXY_KEY] = partner_app[PROXY_KEY]
+    app[AUTH_KEY] = AdminAuth(config.admin_listener.token)
+    app.router.add_get("/healthz", healthz, allow_head=True)
+    app.router.add_get("/readyz", readyz, allow_head=True)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login_submit)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/", index)
+    admin_sla.setup(app)
+    admin_kpi.setup(app)
+    return app

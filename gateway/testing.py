@@ -1,0 +1,294 @@
+"""Building blocks for tests (and tools) that run a real gateway against real upstreams on loopback.
+
+* config builders with test-friendly defaults (ephemeral ports, telemetry off, generous rate limits);
+* ``RecordingUpstream``: an aiohttp upstream that records every request it receives and echoes it back,
+  with room for custom handlers per path;
+* ``start_server``: run any aiohttp application on 127.0.0.1 with an ephemeral port;
+* ``wait_for_records``: records are submitted when a response is finished, which can be a moment after
+  the client has read it.
+
+``python -m gateway.testing CONFIG.pickle`` serves a pickled ``Config`` exactly like ``loomgate serve`` (same
+signal handling and drain), for tests that need the gateway in its own process without a YAML file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import pickle
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from collectors.record import CallRecord, ListSink
+from gateway.auth import hash_key
+from gateway.config import (
+    AdminListener,
+    ArtisanLookup,
+    CircuitBreakerConfig,
+    Config,
+    Limits,
+    Listener,
+    Partner,
+    RateLimit,
+    Route,
+    SyncLagLookup,
+    TelemetryConfig,
+    Timeouts,
+    Upstream,
+)
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+__all__ = [
+    "ADMIN_TOKEN",
+    "RecordingUpstream",
+    "RunningServer",
+    "SeenRequest",
+    "hash_key",
+    "make_config",
+    "make_partner",
+    "make_route",
+    "make_upstream",
+    "start_server",
+    "wait_for_records",
+]
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def make_upstream(
+    name: str,
+    url: str,
+    *,
+    connect: float = 2.0,
+    read: float = 10.0,
+    total: float = 30.0,
+    pool_size: int = 100,
+    failures: int = 5,
+    cooldown: float = 10.0,
+) -> Upstream:
+    return Upstream(
+        name=name,
+        url=url,
+        timeouts=Timeouts(connect=connect, read=read, total=total),
+        pool_size=pool_size,
+        circuit_breaker=CircuitBreakerConfig(failures=failures, cooldown=cooldown),
+    )
+
+
+def make_route(
+    name: str,
+    path: str,
+    *,
+    upstream: str = "api",
+    methods: Sequence[str] = ("GET",),
+    artisan: tuple[Literal["path", "header", "query", "json"], str] | None = None,
+    artisan_required: bool = True,
+    sync_lag: tuple[Literal["header", "json"], str] | None = None,
+    max_body_size: int = 1 << 20,
+    upstream_path: str | None = None,
+) -> Route:
+    """``artisan=("path", "artisan_id")``, ``sync_lag=("header", "X-Changed-At")`` and so on."""
+    return Route(
+        name=name,
+        path=path,
+        methods=tuple(m.upper() for m in methods),
+        upstream=upstream,
+        max_body_size=max_body_size,
+        artisan=ArtisanLookup(artisan[0], artisan[1], artisan_required) if artisan else None,
+        sync_lag=SyncLagLookup(sync_lag[0], sync_lag[1]) if sync_lag else None,
+        upstream_path=upstream_path,
+    )
+
+
+def make_partner(
+    partner_id: str,
+    *keys: str,
+    artisans: Sequence[str] | Literal["*"] = "*",
+    rps: float = 10_000.0,
+    burst: int = 10_000,
+) -> Partner:
+    return Partner(
+        id=partner_id,
+        api_key_sha256=tuple(hash_key(k) for k in keys),
+        artisans="*" if artisans == "*" else tuple(artisans),
+        rate_limit=RateLimit(rps=rps, burst=burst),
+    )
+
+
+def make_config(
+    *,
+    upstreams: Sequence[Upstream],
+    routes: Sequence[Route],
+    partners: Sequence[Partner],
+    admin_token: str = ADMIN_TOKEN,
+    limits: Limits | None = None,
+    telemetry: TelemetryConfig | None = None,
+    source: str = "<test>",
+) -> Config:
+    """A Config on ephemeral loopback ports; telemetry disabled unless given (pass a sink instead)."""
+    return Config(
+        source=source,
+        partner_listener=Listener("127.0.0.1", 0),
+        admin_listener=AdminListener("127.0.0.1", 0, admin_token),
+        upstreams=tuple(upstreams),
+        routes=tuple(routes),
+        partners=tuple(partners),
+        limits=limits or Limits(),
+        telemetry=telemetry or TelemetryConfig(enabled=False),
+    )
+
+
+# ---------------------------------------------------------------------------------------- upstreams
+
+
+@dataclass
+class RunningServer:
+    url: str
+    runner: web.AppRunner
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(app: web.Application, *, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    got_host, got_port = runner.addresses[0][:2]
+    return RunningServer(f"http://{got_host}:{got_port}", runner)
+
+
+@dataclass
+class SeenRequest:
+    """One request as the upstream received it."""
+
+    method: str
+    raw_path: str  # path and query exactly as sent on the request line
+    headers: CIMultiDict[str]
+    body: bytes = b""  # kept only by the echo handler, up to ``RecordingUpstream.keep_body`` bytes
+    body_size: int = 0
+    body_sha256: str = ""
+
+    @property
+    def path(self) -> str:
+        return self.raw_path.partition("?")[0]
+
+
+UpstreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class RecordingUpstream:
+    """Records every request; answers from ``handlers[(METHOD, path)]`` / ``handlers[path]`` or by echo.
+
+    The echo answer is JSON: method, raw path, headers (as a list of pairs) and body size / SHA-256.
+    """
+
+    keep_body: int = 1 << 16
+    handlers: dict[Any, UpstreamHandler] = field(default_factory=dict)
+    requests: list[SeenRequest] = field(default_factory=list)
+    server: RunningServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "upstream not started"
+        return self.server.url
+
+    @property
+    def hits(self) -> int:
+        return len(self.requests)
+
+    def hits_where(self, predicate: Callable[[SeenRequest], bool]) -> int:
+        return sum(1 for r in self.requests if predicate(r))
+
+    def on(self, path: str, handler: UpstreamHandler, method: str | None = None) -> None:
+        self.handlers[(method.upper(), path) if method else path] = handler
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        return app
+
+    async def start(self) -> RecordingUpstream:
+        self.server = await start_server(self.app())
+        return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        seen = SeenRequest(request.method, request.raw_path, CIMultiDict(request.headers))
+        self.requests.append(seen)
+        path = request.raw_path.partition("?")[0]
+        handler = self.handlers.get((request.method, path)) or self.handlers.get(path)
+        if handler is not None:
+            return await handler(request)
+        return await self._echo(request, seen)
+
+    async def _echo(self, request: web.Request, seen: SeenRequest) -> web.StreamResponse:
+        digest = hashlib.sha256()
+        kept = bytearray()
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            digest.update(chunk)
+            if len(kept) < self.keep_body:
+                kept += chunk[: self.keep_body - len(kept)]
+        seen.body, seen.body_size, seen.body_sha256 = bytes(kept), size, digest.hexdigest()
+        payload = {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_size": size,
+            "body_sha256": seen.body_sha256,
+        }
+        return web.json_response(payload)
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+async def wait_for_records(sink: ListSink, count: int, timeout: float = 5.0) -> list[CallRecord]:
+    """The sink's records once it holds at least ``count`` (AssertionError after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while len(sink.records) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {count} call records, got {len(sink.records)}")
+        await asyncio.sleep(0.01)
+    return list(sink.records)
+
+
+# -------------------------------------------------------------------------------- subprocess launcher
+
+
+def main(argv: list[str]) -> int:
+    """Serve a pickled Config (written by a test) with ``loomgate serve``'s lifecycle."""
+    from gateway.server import serve
+
+    if len(argv) != 1:
+        print("usage: python -m gateway.testing CONFIG.pickle", file=sys.stderr)
+        return 2
+    with open(argv[0], "rb") as fh:
+        config = pickle.load(fh)
+    if not isinstance(config, Config):
+        print(f"{argv[0]}: not a pickled Config", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
