@@ -5,9 +5,10 @@ Stop order: the partner listener stops accepting, in-flight requests get up to `
 finish (then they are cancelled), the upstream pools close, the admin listener closes, and services stop
 last so telemetry flushes every record the requests produced.
 
-Requests aiohttp cannot parse (malformed, request line or a header over ``limits.max_line_size`` /
-``max_field_size``, more than ``max_headers`` headers) never reach an application; the listeners answer
-them with the gateway's JSON error body too, and on the partner listener they get a call record.
+Requests aiohttp cannot parse never reach an application; the listeners answer them with the gateway's
+JSON error body too (400 when malformed; 431 when the request line or a header is over
+``limits.max_line_size`` / ``max_field_size`` or there are more than ``max_headers`` headers), close the
+connection, and on the partner listener they get a call record.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.admin import build_admin_app
@@ -58,8 +59,13 @@ class _JsonErrorRequestHandler(RequestHandler):
         if status >= 500:
             self.log_exception("Error handling request", exc_info=exc)
             code, text = "internal_error", "internal gateway error"
-        elif isinstance(exc, LineTooLong):
-            code, text = "request_too_large", "request line or a header is over the size limit"
+        elif isinstance(exc, LineTooLong) or (
+            isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower()
+        ):
+            # The parser's message quotes the start of the offending line (maybe a credential): never
+            # echoed, never logged.
+            status = 431
+            code, text = "header_too_large", "request line or header fields over the size limits"
         else:
             code, text = "bad_request", "malformed HTTP request"
         rid = request_id(None)

@@ -21,10 +21,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from collectors.record import CallRecord, ListSink
 from gateway.auth import hash_key
@@ -43,6 +45,9 @@ from gateway.config import (
     Timeouts,
     Upstream,
 )
+
+if TYPE_CHECKING:
+    from gateway.server import RunningGateway
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -269,6 +274,128 @@ async def wait_for_records(sink: ListSink, count: int, timeout: float = 5.0) -> 
             raise AssertionError(f"expected {count} call records, got {len(sink.records)}")
         await asyncio.sleep(0.01)
     return list(sink.records)
+
+
+# ------------------------------------------------------------------------------ a standard test stack
+# One upstream named "api", routes covering every artisan-id source, three partners.  Tests that need
+# something else build their own Config with the helpers above.
+
+ACME_KEY = "acme-key-7f3a9c"  # partner "acme": artisans a1 and a2 only
+GLOBEX_KEY = "globex-key-1b2c3d"  # partner "globex": every artisan
+TINY_KEY = "tiny-key-000001"  # partner "tiny": every artisan, 0.5 requests/s, burst 2
+MB = 1 << 20
+
+
+def standard_routes(upstream: str = "api") -> list[Route]:
+    return [
+        make_route(
+            "listings",
+            "/v1/artisans/{artisan_id}/listings",
+            upstream=upstream,
+            methods=("GET", "POST", "DELETE"),
+            artisan=("path", "artisan_id"),
+        ),
+        make_route(
+            "inventory",
+            "/v1/artisans/{artisan_id}/listings/{listing_id}/inventory",
+            upstream=upstream,
+            methods=("PUT",),
+            artisan=("path", "artisan_id"),
+            sync_lag=("header", "X-Source-Updated-At"),
+        ),
+        make_route(
+            "orders",
+            "/v1/orders",
+            upstream=upstream,
+            methods=("POST",),
+            artisan=("json", "order.artisan_id"),
+            sync_lag=("json", "changed_at"),
+            max_body_size=64 * 1024,
+        ),
+        make_route(
+            "search", "/v1/search", upstream=upstream, artisan=("query", "artisan"), artisan_required=False
+        ),
+        make_route("shop", "/v1/shop", upstream=upstream, artisan=("header", "X-Artisan-Id")),
+        make_route(
+            "misc",
+            "/v1/misc/{name}",
+            upstream=upstream,
+            methods=("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"),
+            max_body_size=MB,
+        ),
+        make_route(
+            "upload", "/v1/upload", upstream=upstream, methods=("POST", "PUT"), max_body_size=100 * MB
+        ),
+    ]
+
+
+def standard_partners() -> list[Partner]:
+    return [
+        make_partner("acme", ACME_KEY, artisans=("a1", "a2")),
+        make_partner("globex", GLOBEX_KEY),
+        make_partner("tiny", TINY_KEY, rps=0.5, burst=2),
+    ]
+
+
+def standard_config(
+    upstream_url: str,
+    *,
+    upstream: Upstream | None = None,
+    limits: Limits | None = None,
+    telemetry: TelemetryConfig | None = None,
+) -> Config:
+    return make_config(
+        upstreams=[upstream or make_upstream("api", upstream_url, failures=3, cooldown=0.5)],
+        routes=standard_routes(),
+        partners=standard_partners(),
+        limits=limits,
+        telemetry=telemetry,
+    )
+
+
+def client_session(**kwargs: Any) -> aiohttp.ClientSession:
+    """A test client that changes nothing: no decompression, no cookies kept, no redirects followed."""
+    kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=60))
+    return aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), **kwargs)
+
+
+@dataclass
+class Stack:
+    """A running upstream + gateway pair with a client session; ``request`` adds acme's key by default."""
+
+    up: RecordingUpstream
+    gw: RunningGateway
+    http: aiohttp.ClientSession
+
+    @property
+    def sink(self) -> ListSink:
+        sink = self.gw.services.sink
+        assert isinstance(sink, ListSink), "the gateway was not started with a ListSink"
+        return sink
+
+    @property
+    def url(self) -> str:
+        return self.gw.partner_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = ACME_KEY,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        hdrs = dict(headers or {})
+        if key is not None:
+            hdrs.setdefault("Authorization", f"Bearer {key}")
+        # encoded=True: the path and query go on the request line exactly as written (no client-side
+        # normalisation of '..', '//' or escapes), so tests see what the gateway does with them.
+        url = URL(self.url + path, encoded=True)
+        return self.http.request(method, url, headers=hdrs, allow_redirects=False, **kwargs)
+
+    async def records(self, count: int) -> list[CallRecord]:
+        return await wait_for_records(self.sink, count)
 
 
 # -------------------------------------------------------------------------------- subprocess launcher
