@@ -185,6 +185,7 @@ class _Ctx:
         self.env = env
         self._problems: list[tuple[int, int, str]] = []
         self._scalars: dict[int, _Scalar | _Invalid] = {}
+        self.owner: dict[int, Node] = {}  # id(value node) -> its key node, to point at "key:" lines
 
     def error(self, node: Node | None, path: str, message: str) -> _Invalid:
         line = node.start_mark.line + 1 if node is not None else 1
@@ -316,9 +317,10 @@ def _mapping(
             continue
         first[key] = line
         out[key] = value_node
+        ctx.owner[id(value_node)] = key_node
     for key in required:
         if key not in out:
-            ctx.error(node, _join(path, key), "missing required key")
+            ctx.error(ctx.owner.get(id(node), node), _join(path, key), "missing required key")
     return out
 
 
@@ -1357,7 +1359,15 @@ def _build(ctx: _Ctx, root: Node) -> Config | None:
     partner, admin = _listeners(ctx, top.get("listeners"), "listeners")
     limits = _limits(ctx, top["limits"], "limits") if "limits" in top else Limits()
     upstreams = _values(
-        _named_list(ctx, top.get("upstreams"), "upstreams", _upstream, "upstream name", "name", required=True)
+        _named_list(
+            ctx,
+            top.get("upstreams"),
+            "upstreams",
+            _upstream,
+            "upstream name",
+            "name",
+            required="upstreams" in top,
+        )
     )
     upstream_names = list(dict.fromkeys(u.name for u in upstreams if u.name))
     routes = _named_list(
@@ -1367,7 +1377,7 @@ def _build(ctx: _Ctx, root: Node) -> Config | None:
         lambda c, n, p: _route(c, n, p, upstream_names),
         "route name",
         "name",
-        required=True,
+        required="routes" in top,
     )
     _route_conflicts(ctx, routes)
     route_names = list(dict.fromkeys(r.name for _, _, r in routes if r.name))
@@ -1379,7 +1389,7 @@ def _build(ctx: _Ctx, root: Node) -> Config | None:
         lambda c, n, p: _partner(c, n, p, digests),
         "partner id",
         "id",
-        required=True,
+        required="partners" in top,
     )
     slas = _named_list(
         ctx,
