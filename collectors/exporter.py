@@ -384,6 +384,9 @@ class Telemetry:
                 if pend is not None:
                     self._held -= len(pend.records)
                 self._writer_counters = msg[3]
+        elif kind == "counters":
+            with self._lock:
+                self._writer_counters = msg[1]
         elif kind == "rpc":
             _, req_id, ok, payload = msg
             fut = self._rpc_futures.get(req_id)

@@ -20,7 +20,8 @@ gateway → writer: ``("init", WriterSettings)``; ``("batch", batch_id, cut_ns, 
 by ``n_chunks`` raw messages, each a pickled list of record tuples; ``("rpc", req_id, op, args)`` with op in
 query / command / insert / ping / status; ``("close",)``.
 writer → gateway: ``("ready", ok, error, fatal)``; ``("ack", batch_id, outcome, counters)`` with outcome in
-written / spooled / dropped; ``("rpc", req_id, ok, result_or_error)``; ``("closed", counters)``.
+written / spooled / dropped; ``("counters", counters)`` after a replay; ``("rpc", req_id, ok,
+result_or_error)``; ``("closed", counters)``.
 """
 
 from __future__ import annotations
@@ -325,6 +326,7 @@ class Writer:
         n = len(batch.records)
         self._count("written", n)
         self._count("replayed", n)
+        self._send(("counters", self.snapshot()))
 
     # -- pipeline counters ---------------------------------------------------------------------------
 
