@@ -44,7 +44,8 @@ def make_records(n: int, seed: int = 1, start_ns: int | None = None) -> list[Cal
         artisan = f"a{rng.randrange(40)}"
         out.append(CallRecord(
             start_ns=base + i * 1000, duration_ns=duration_ns, trace_id=f"{rng.getrandbits(128):032x}",
-            span_id=f"{rng.getrandbits(64):016x}", parent_span_id=f"{rng.getrandbits(64):016x}" if i % 4 else "",
+            span_id=f"{rng.getrandbits(64):016x}",
+            parent_span_id=f"{rng.getrandbits(64):016x}" if i % 4 else "",
             method="GET" if i % 2 else "POST",
             route_template="/v1/artisans/{artisan_id}/listings" if matched else "",
             route_name="listings" if matched else "", path=f"/v1/artisans/{artisan}/listings",

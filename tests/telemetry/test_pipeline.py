@@ -23,6 +23,8 @@ from collectors.record import CallRecord
 from collectors.store import StoreError
 
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.2}
+SERVER_ROWS = "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'"
+SERVER_IDS = "SELECT uniqExact(SpanId) FROM otel_traces WHERE SpanKind = 'Server'"
 
 
 async def submit_steadily(tel: Telemetry, recs: list[CallRecord], per_tick: int) -> None:
@@ -47,14 +49,15 @@ async def test_mixed_records_become_exact_span_and_metric_rows(tmp_path: Path, k
         by_id = {row[0]: row for row in server.rows}
         assert len(server.rows) == len(recs) == len(by_id)
         for r in recs:
-            span_id, trace_id, parent, name, duration, status_code, attrs = by_id[r.span_id]
+            _, trace_id, parent, name, duration, status_code, attrs = by_id[r.span_id]
             assert (trace_id, parent, duration) == (r.trace_id, r.parent_span_id, r.duration_ns)
             assert name == (f"{r.method} {r.route_template}" if r.route_template else r.method)
             assert attrs["http.response.status_code"] == str(r.status)
             assert attrs["loomgate.request_id"] == r.request_id
             assert status_code == ("Error" if r.status >= 500 else "Unset")
         called = [r for r in recs if r.upstream_span_id]
-        client = await tel.store.query("SELECT SpanId, ParentSpanId FROM otel_traces WHERE SpanKind = 'Client'")
+        client = await tel.store.query(
+            "SELECT SpanId, ParentSpanId FROM otel_traces WHERE SpanKind = 'Client'")
         assert sorted(client.rows) == sorted((r.upstream_span_id, r.span_id) for r in called)
 
         hist = await tel.store.query(
@@ -88,8 +91,8 @@ async def test_gauge_snapshots_are_written(tmp_path: Path, kit: SimpleNamespace)
         assert await tel.flush()
         assert tel.store is not None
         res = await tel.store.query(
-            "SELECT MetricName, Attributes['loomgate.upstream'], argMax(Value, TimeUnix) FROM otel_metrics_gauge "
-            "GROUP BY 1, 2 ORDER BY 1, 2")
+            "SELECT MetricName, Attributes['loomgate.upstream'], argMax(Value, TimeUnix) "
+            "FROM otel_metrics_gauge GROUP BY 1, 2 ORDER BY 1, 2")
         assert res.rows == [("http.server.active_requests", "", 7.0),
                             ("loomgate.circuit_breaker.state", "inventory", 2.0),
                             ("loomgate.circuit_breaker.state", "orders", 0.0)]
@@ -114,13 +117,13 @@ async def test_store_outage_under_load_loses_and_duplicates_nothing(tmp_path: Pa
         outage = tel.counters()
         assert outage["spooled"] > 0 and outage["dropped"] == 0
         # spans of the failed batches did reach otel_traces before the histogram insert failed
-        assert await kit.count(tel, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") > 500
+        assert await kit.count(tel, SERVER_ROWS) > 500
         await tel.store.command("ATTACH TABLE otel_metrics_histogram")
         await submit_steadily(tel, recs[2500:], 50)
         await kit.wait_for(lambda: kit.spool_drained(tel), what="spool replay")
         assert await tel.flush()
-        assert await kit.count(tel, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") == 3000
-        assert await kit.count(tel, "SELECT uniqExact(SpanId) FROM otel_traces WHERE SpanKind = 'Server'") == 3000
+        assert await kit.count(tel, SERVER_ROWS) == 3000
+        assert await kit.count(tel, SERVER_IDS) == 3000
         assert await kit.count(
             tel, "SELECT sum(Count) FROM otel_metrics_histogram WHERE MetricName = "
                  "'http.server.request.duration'") == 3000
@@ -148,7 +151,7 @@ async def test_spool_budget_overflow_drops_exactly_what_is_counted(tmp_path: Pat
         assert c["dropped"] % 100 == 0  # whole batches
         await tel.store.command("ATTACH TABLE otel_traces")
         await kit.wait_for(lambda: kit.spool_drained(tel), what="spool replay")
-        stored = await kit.count(tel, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'")
+        stored = await kit.count(tel, SERVER_ROWS)
         assert stored == 1200 - c["dropped"]
         assert tel.counters()["dropped"] == 1200 - stored
         # the drop is also a metric, written once the store answers again
@@ -174,7 +177,7 @@ async def test_close_flushes_records_still_in_memory(tmp_path: Path, kit: Simple
     assert tel.counters()["written"] == 777
     tel2 = await start_telemetry(cfg, **FAST)
     try:
-        assert await kit.count(tel2, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") == 777
+        assert await kit.count(tel2, SERVER_ROWS) == 777
     finally:
         await tel2.close()
 
@@ -193,8 +196,8 @@ async def test_spool_survives_restart_and_replays_exactly_once(tmp_path: Path, k
     tel2 = await start_telemetry(cfg, **FAST)
     try:
         await kit.wait_for(lambda: kit.spool_drained(tel2), what="spool replay after restart")
-        assert await kit.count(tel2, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") == 900
-        assert await kit.count(tel2, "SELECT uniqExact(SpanId) FROM otel_traces WHERE SpanKind = 'Server'") == 900
+        assert await kit.count(tel2, SERVER_ROWS) == 900
+        assert await kit.count(tel2, SERVER_IDS) == 900
         assert tel2.counters()["replayed"] == 900
     finally:
         await tel2.close()
@@ -227,7 +230,7 @@ async def test_unreachable_server_store_spools_then_embedded_store_replays(tmp_p
     tel2 = await start_telemetry(up, **FAST)
     try:
         await kit.wait_for(lambda: kit.spool_drained(tel2), what="spool replay")
-        assert await kit.count(tel2, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") == 400
+        assert await kit.count(tel2, SERVER_ROWS) == 400
     finally:
         await tel2.close()
 
@@ -250,7 +253,7 @@ async def test_writer_crash_spills_on_gateway_side(tmp_path: Path, kit: SimpleNa
     tel2 = await start_telemetry(cfg, **FAST)
     try:
         await kit.wait_for(lambda: kit.spool_drained(tel2), what="spool replay")
-        assert await kit.count(tel2, "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'") == 500
+        assert await kit.count(tel2, SERVER_ROWS) == 500
     finally:
         await tel2.close()
 
@@ -260,7 +263,7 @@ async def test_store_rpc_reports_errors_and_runs_parameterised_queries(tmp_path:
     tel = await start_telemetry(kit.make_config(tmp_path), **FAST)
     assert tel.store is not None
     try:
-        with pytest.raises(StoreError, match="UNKNOWN_TABLE|does not exist"):
+        with pytest.raises(StoreError, match=r"UNKNOWN_TABLE|does not exist"):
             await tel.store.query("SELECT * FROM no_such_table")
         res = await tel.store.query("SELECT {a:UInt32} + 1 AS x", {"a": 41})
         assert res.dicts() == [{"x": 42}]
