@@ -136,3 +136,47 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
         yield rec
     finally:
         await runner.cleanup()
+
+
+def call(ts: float, *, upstream: str = "inv", route: str = "stock", status: int = 200,
+         duration_ms: float = 50.0, error_source: str = "", error_type: str = "",
+         sync_lag_ms: float | None = None, seq: int = 0) -> Any:
+    """One CallRecord at epoch second ``ts`` (a SERVER span once written)."""
+    from collectors.record import CallRecord
+
+    sid = f"{seq:016x}"
+    return CallRecord(
+        start_ns=int(ts * 1e9), duration_ns=int(duration_ms * 1e6), trace_id=f"{seq:032x}", span_id=sid,
+        parent_span_id="", method="GET", route_template=f"/v1/{route}", route_name=route,
+        path=f"/v1/{route}", status=status, error_type=error_type, error_source=error_source,
+        partner_id="p1", artisan_id="a1", upstream=upstream, upstream_span_id="", upstream_start_ns=0,
+        upstream_duration_ns=0, sync_lag_ms=sync_lag_ms, sync_lag_invalid=False, server_address="gw",
+        client_address="127.0.0.1", user_agent="test", request_body_size=0, response_body_size=10,
+        request_id=sid, scheme="http", upstream_status=status,
+    )
+
+
+def insert_calls(store: Store, records: list[Any], service_name: str = "loomgate") -> None:
+    from collectors.rows import SPAN_COLUMNS, span_rows
+
+    for i in range(0, len(records), 5000):
+        store.insert("otel_traces", span_rows(records[i:i + 5000], service_name, {}), SPAN_COLUMNS)
+
+
+def insert_checks(store: Store, rows: list[tuple[float, str, str, str, str]]) -> None:
+    """Health rows from (epoch seconds, upstream, outcome, state, reason)."""
+    import datetime as dt
+
+    from collectors.health import COLUMNS, TABLE
+
+    store.insert(TABLE, [(dt.datetime.fromtimestamp(t, dt.UTC), up, "http://x/healthz", outcome,
+                          200 if outcome != "fail" else 503, 10.0, reason, state, "", 60.0)
+                         for t, up, outcome, state, reason in rows], COLUMNS)
+
+
+@pytest.fixture
+def history() -> Any:
+    """Builders for constructed histories: ``call``, ``insert_calls``, ``insert_checks``."""
+    import types
+
+    return types.SimpleNamespace(call=call, insert_calls=insert_calls, insert_checks=insert_checks)

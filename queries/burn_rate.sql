@@ -1,0 +1,106 @@
+-- name: burn_rate
+-- answers: Multiwindow, multi-burn-rate check of one availability SLO (an upstream, or one route when `route`
+--   is set) at `now`, per signal (requests from the gateway's SERVER spans; probes from the health checks) and
+--   per rule (long window, short window, share of the budget it may spend). One row per signal and rule.
+-- formula: factor = budget_fraction × window_hours ÷ long-window hours (30-day window: 2 % in 1 h → 14.4×,
+--   5 % in 6 h → 6×, 10 % in 1 d → 3×, 10 % in 3 d → 1×)
+-- formula: error ratio = bad events ÷ events in the window; burn rate = error ratio ÷ (1 − objective ÷ 100)
+-- formula: firing = long-window ratio > factor × (1 − objective ÷ 100) AND short-window ratio > the same
+-- note: windows are whole minutes ending at `now` (a minute counts when its start ≥ now − window).
+--   Bad requests are 5xx responses or upstream failures reported by the gateway; bad probes are failed checks.
+--   Events inside maintenance windows are left out. A signal without events in a window has ratio 0.
+-- param: now DateTime64(3, 'UTC') = now  -- evaluation time (end of every window)
+-- param: upstream String  -- upstream the SLO covers
+-- param: route String =  -- route name; empty = every route of the upstream
+-- param: service_name String = loomgate  -- ServiceName of the gateway's spans
+-- param: objective Float64 = 99.9  -- availability objective, percent
+-- param: window_hours Float64 = 720  -- SLO compliance window (30 days)
+-- param: long_windows_s Array(UInt32) = 3600,21600,86400,259200  -- long window of each rule, seconds
+-- param: short_windows_s Array(UInt32) = 300,1800,7200,21600  -- short window of each rule, seconds
+-- param: budget_fractions Array(Float64) = 0.02,0.05,0.1,0.1  -- budget share each rule may spend
+-- param: maint_upstreams Array(String) =  -- maintenance windows: upstream name or '*'
+-- param: maint_starts Array(DateTime64(3, 'UTC')) =  -- maintenance windows: starts
+-- param: maint_ends Array(DateTime64(3, 'UTC')) =  -- maintenance windows: ends (exclusive)
+WITH
+    rules AS
+    (
+        SELECT
+            i AS rule,
+            {long_windows_s:Array(UInt32)}[i] AS long_s,
+            {short_windows_s:Array(UInt32)}[i] AS short_s,
+            {budget_fractions:Array(Float64)}[i] AS budget_fraction,
+            budget_fraction * {window_hours:Float64} / (long_s / 3600) AS factor
+        FROM (SELECT arrayJoin(arrayEnumerate({long_windows_s:Array(UInt32)})) AS i)
+    ),
+    requests AS
+    (
+        SELECT
+            'requests' AS source,
+            toStartOfMinute(Timestamp) AS minute,
+            count() AS events,
+            countIf(toUInt16OrZero(SpanAttributes['http.response.status_code']) >= 500
+                    OR SpanAttributes['loomgate.error_source'] = 'upstream') AS bad
+        FROM otel_traces
+        WHERE ServiceName = {service_name:String} AND SpanKind = 'Server'
+          AND Timestamp >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
+          AND Timestamp < {now:DateTime64(3, 'UTC')}
+          AND SpanAttributes['loomgate.upstream'] = {upstream:String}
+          AND ({route:String} = '' OR SpanAttributes['loomgate.route'] = {route:String})
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND Timestamp >= s AND Timestamp < e,
+                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
+                              {maint_ends:Array(DateTime64(3, 'UTC'))})
+        GROUP BY minute
+    ),
+    probes AS
+    (
+        SELECT
+            'probes' AS source,
+            toStartOfMinute(Timestamp) AS minute,
+            count() AS events,
+            countIf(Outcome = 'fail') AS bad
+        FROM loomgate_health_checks
+        WHERE Upstream = {upstream:String}
+          AND Timestamp >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
+          AND Timestamp < {now:DateTime64(3, 'UTC')}
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND Timestamp >= s AND Timestamp < e,
+                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
+                              {maint_ends:Array(DateTime64(3, 'UTC'))})
+        GROUP BY minute
+    ),
+    buckets AS
+    (
+        SELECT source, minute, events, bad FROM requests
+        UNION ALL
+        SELECT source, minute, events, bad FROM probes
+    ),
+    sums AS
+    (
+        SELECT
+            source, rule, long_s, short_s, budget_fraction, factor,
+            sumIf(events, minute >= {now:DateTime64(3, 'UTC')} - toIntervalSecond(long_s)) AS long_events,
+            sumIf(bad, minute >= {now:DateTime64(3, 'UTC')} - toIntervalSecond(long_s)) AS long_bad,
+            sumIf(events, minute >= {now:DateTime64(3, 'UTC')} - toIntervalSecond(short_s)) AS short_events,
+            sumIf(bad, minute >= {now:DateTime64(3, 'UTC')} - toIntervalSecond(short_s)) AS short_bad
+        FROM buckets CROSS JOIN rules
+        GROUP BY source, rule, long_s, short_s, budget_fraction, factor
+    )
+SELECT
+    source,
+    rule,
+    long_s AS long_window_s,
+    short_s AS short_window_s,
+    budget_fraction,
+    factor,
+    factor * (1 - {objective:Float64} / 100) AS threshold,
+    long_events,
+    long_bad,
+    if(long_events > 0, long_bad / long_events, 0) AS long_error_ratio,
+    short_events,
+    short_bad,
+    if(short_events > 0, short_bad / short_events, 0) AS short_error_ratio,
+    round(long_error_ratio / (1 - {objective:Float64} / 100), 6) AS long_burn_rate,
+    round(short_error_ratio / (1 - {objective:Float64} / 100), 6) AS short_burn_rate,
+    long_error_ratio > factor * (1 - {objective:Float64} / 100)
+        AND short_error_ratio > factor * (1 - {objective:Float64} / 100) AS firing
+FROM sums
+ORDER BY source, rule
