@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -36,10 +37,11 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.demo_traffic import DEMO_KEYS, TrafficStats, drive_traffic
+from gateway.demo_traffic import ALL_ARTISANS, DEMO_KEYS, TrafficStats, drive_traffic
 from gateway.sample_upstreams import ApiKind, FaultPlan, SampleUpstream, run_fault_plan, sample_upstreams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+KPI_HISTORY_ARGS = ("--scale", "0.3", "--artisans", "40", "--seed", "7")
 RECEIVER_WEBHOOK = "demo-receiver"  # the webhook in demo.yaml that the demo's own receiver replaces
 UPSTREAM_APIS: dict[str, ApiKind] = {"inventory": "inventory", "orders": "orders"}  # config name -> API
 
@@ -115,6 +117,15 @@ def demo_config(config: Config, upstream_urls: Mapping[str, str], receiver_url: 
                         spool=replace(config.telemetry.spool, dir=str(data_dir / "spool")))
     return replace(config, upstreams=upstreams, partner_listener=partner, admin_listener=admin,
                    telemetry=telemetry, alerts=replace(config.alerts, webhooks=webhooks))
+
+
+def partner_scopes(config: Config) -> dict[str, tuple[str, ...]]:
+    """Artisans each demo partner may act for, from the config ("*" = every demo artisan)."""
+    scopes = {}
+    for p in config.partners:
+        if p.id in DEMO_KEYS:
+            scopes[p.id] = ALL_ARTISANS if p.artisans == "*" else tuple(p.artisans)
+    return scopes
 
 
 def check_demo_keys(config: Config) -> list[str]:
@@ -252,6 +263,10 @@ async def print_summary(store: Any, start: datetime, end: datetime, service: str
                                                      "service": service})
     _heading("Calls per route and partner (SQL over otel_traces: queries/demo_summary.sql)", out)
     print(render(result, "table"), file=out, end="")
+    lag = await run_query(store, "demo_sync_lag", {"start": start.isoformat(), "end": end.isoformat(),
+                                                   "service": service, "target_s": "5"})
+    _heading("Inventory sync lag per artisan, target < 5 s (queries/demo_sync_lag.sql)", out)
+    print(render(lag, "table"), file=out, end="")
     return len(result.rows)
 
 
@@ -262,20 +277,19 @@ def _module(name: str) -> Any | None:
         return None
 
 
-async def print_sla(store: Any, config: Config, window: float, out: TextIO) -> None:
+async def print_sla(store: Any, config: Config, start: datetime, end: datetime, out: TextIO) -> None:
+    """SLA report and incidents over the demo's run (when the SLA feature is installed)."""
     sla = _module("collectors.sla")
     if sla is None or not hasattr(sla, "sla_report"):
         return
-    rows = await _maybe_await(sla.sla_report(store, config, window))
-    _heading(f"SLA report over the demo's {window:.0f} s", out)
-    print(sla.format_table(rows) if hasattr(sla, "format_table") else rows, file=out)
-    for attr in ("incidents", "list_incidents"):
-        if hasattr(sla, attr):
-            incidents = await _maybe_await(getattr(sla, attr)(store, config, window))
-            _heading("Incidents", out)
-            formatter = getattr(sla, "format_incidents", None)
-            print(formatter(incidents) if formatter else incidents, file=out)
-            break
+    window = max(1.0, (end - start).total_seconds())
+    rows = await _maybe_await(sla.sla_report(store, config, window, now=end.timestamp()))
+    _heading(f"SLA report over the demo's {window:.0f} s (collectors.sla)", out)
+    print(sla.format_table(rows), file=out)
+    if hasattr(sla, "incidents"):
+        found = await _maybe_await(sla.incidents(store, config, start.timestamp(), end.timestamp()))
+        _heading("Incidents seen by the health checks", out)
+        print(sla.format_incidents(found), file=out)
 
 
 async def print_insights(store: Any, out: TextIO) -> None:
@@ -293,16 +307,43 @@ async def print_insights(store: Any, out: TextIO) -> None:
         print(querylib.render(result, "table"), file=out, end="")
 
 
-async def load_kpi_history(store: Any, config: Config, progress: Progress) -> None:
-    """Load a generated KPI history for the demo's artisans (when the generator is installed)."""
-    generate = _module("collectors.generate")
-    loader = getattr(generate, "load_demo_history", None) if generate is not None else None
-    if loader is None:
+KPI_MARKER = ".demo-kpi-history"  # in the data dir: the history is generated once per data directory
+
+
+async def load_kpi_history(config: Config, out: TextIO) -> None:
+    """Generate a KPI and call history for the demo's artisans into the store, once per data directory.
+
+    Runs ``loomgate generate`` as a child process *before* the gateway starts: an embedded store can be
+    open in one process at a time.  Skipped when the generator is not installed.
+    """
+    if importlib.util.find_spec("collectors.generate") is None:
         return
-    progress.note("loading the generated KPI history for the demo's artisans ...")
-    summary = await _maybe_await(loader(store, config))
-    if summary:
-        progress.note(f"KPI history: {summary}")
+    data_dir = Path(config.telemetry.data_dir)
+    marker = data_dir / KPI_MARKER
+    if marker.exists():
+        print(f"  KPI history   already loaded ({marker.read_text().strip()})", file=out, flush=True)
+        return
+    print("  KPI history   generating 90 days of calls and 180 days of KPIs for 40 artisans "
+          "(first run only) ...", file=out, flush=True)
+    cmd = [sys.executable, "-m", "gateway.cli", "generate", "--data-dir", str(data_dir),
+           "--database", config.telemetry.database, "--service-name", config.telemetry.service_name,
+           *KPI_HISTORY_ARGS, "--no-progress"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), 300)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        print("  KPI history   not loaded: the generator took longer than 300 s", file=out, flush=True)
+        return
+    text = output.decode(errors="replace").strip()
+    if proc.returncode != 0:
+        print(f"  KPI history   not loaded: generator exited {proc.returncode}: {text[-500:]}", file=out)
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(text.splitlines()[-1] + "\n" if text else "done\n")
+    print("  KPI history   " + (text.splitlines()[-1] if text else "done"), file=out, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -358,11 +399,11 @@ async def run_demo(config: Config, opts: DemoOptions, *, out: TextIO = sys.stdou
         progress = Progress(stats, plan, time.monotonic(), opts.duration, err)
         receiver.on_alert = lambda payload: progress.note("ALERT " + describe_alert(payload))
         _install_signals(stop, progress.note)
+        if opts.kpi:
+            await load_kpi_history(cfg, out)
         async with run_gateway(cfg) as gw:
             _banner(gw, cfg, opts, ups, out)
             store = gw.services.store
-            if opts.kpi and store is not None:
-                await load_kpi_history(store, cfg, progress)
             if ready is not None:
                 await _maybe_await(ready(gw))
             started_wall = datetime.now(UTC)
@@ -370,6 +411,7 @@ async def run_demo(config: Config, opts: DemoOptions, *, out: TextIO = sys.stdou
             faults = asyncio.create_task(run_fault_plan(plan, ups, started=progress.started))
             traffic = asyncio.create_task(drive_traffic(gw.partner_url, stats, stop, rate=opts.rate,
                                                         workers=opts.workers, seed=opts.seed,
+                                                        scopes=partner_scopes(cfg),
                                                         on_tick=progress.update))
             try:
                 await _run_until(stop, opts.duration)
@@ -395,8 +437,7 @@ async def _report(store: Any, cfg: Config, stats: TrafficStats, start: datetime,
     print(f"{stored:,} spans stored for {stats.sent:,} requests sent "
           f"({stats.answered:,} answered, {stats.failed:,} without an HTTP answer)", file=err, flush=True)
     rows = await print_summary(store, start, datetime.now(UTC), service, out)
-    window = (end - start).total_seconds()
-    await print_sla(store, cfg, window, out)
+    await print_sla(store, cfg, start, end, out)
     if receiver.received:
         _heading(f"Alerts delivered to the demo webhook ({len(receiver.received)})", out)
         for payload in receiver.received:

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,7 @@ DEMO_KEYS: dict[str, str] = {
 ROTATED_KEY = "demo-tillpoint-key-OLD-rotated"  # a key that was removed from the config: always 401
 
 # Artisans whose source system pushes changes late; everyone else syncs within a second or two.
-CHRONIC_LAGGERS = frozenset({"a07", "a10"})
+CHRONIC_LAGGERS = frozenset({"art-0007", "art-0010"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +48,31 @@ class Call:
 @dataclass(frozen=True, slots=True)
 class PartnerProfile:
     id: str
-    artisans: tuple[str, ...]  # artisans this partner is allowed to act for
     weight: float  # share of the traffic
     actions: tuple[tuple[str, float], ...]  # (action name, weight)
 
 
 PROFILES: tuple[PartnerProfile, ...] = (
-    PartnerProfile("shopsync", ("a01", "a02", "a03", "a04", "a05", "a06", "a07", "a08"), 0.40,
+    PartnerProfile("shopsync", 0.40,
                    (("inventory_put", 4.0), ("inventory_patch", 1.5), ("listings", 2.0), ("orders", 2.0),
                     ("order_create", 1.0), ("out_of_scope", 0.25), ("invalid_json", 0.1))),
-    PartnerProfile("tillpoint", ("a03", "a04", "a09", "a10", "a11"), 0.25,
+    PartnerProfile("tillpoint", 0.25,
                    (("inventory_bulk", 3.0), ("inventory_patch", 2.0), ("order_create", 1.5),
                     ("rotated_key", 0.25), ("oversize", 0.15))),
-    PartnerProfile("parcelpath", ("*",), 0.20,
+    PartnerProfile("parcelpath", 0.20,
                    (("order_search", 3.0), ("orders", 2.0), ("missing_artisan", 0.1))),
-    PartnerProfile("feedbackloop", ("a01", "a02", "a03", "a04", "a05"), 0.15,
+    PartnerProfile("feedbackloop", 0.15,
                    (("feed", 3.0), ("orders", 1.0), ("out_of_scope", 0.2))),
 )
-ALL_ARTISANS = tuple(f"a{i:02d}" for i in range(1, 13))
+# The demo's artisans (ids as `loomgate generate` names them, so live and generated data line up).
+ALL_ARTISANS = tuple(f"art-{i:04d}" for i in range(1, 13))
+# Which artisans each partner may act for: the demo passes the config's partners; this mirrors demo.yaml.
+DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {
+    "shopsync": ALL_ARTISANS[:8],
+    "tillpoint": ("art-0003", "art-0004", "art-0009", "art-0010", "art-0011"),
+    "parcelpath": ALL_ARTISANS,
+    "feedbackloop": ALL_ARTISANS[:5],
+}
 
 
 def sync_lag_seconds(artisan_id: str, rng: random.Random) -> float:
@@ -80,17 +87,20 @@ def _iso(ts: float) -> str:
 
 
 class CallFactory:
-    """Builds the next call for a partner profile; deterministic for a seed."""
+    """Builds the next call of a randomly chosen partner; deterministic for a seed.
 
-    def __init__(self, seed: int) -> None:
+    ``scopes`` maps partner id to the artisans it may act for (``ALL_ARTISANS`` stands for "*").
+    """
+
+    def __init__(self, seed: int, scopes: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.rng = random.Random(seed)
+        self.scopes = dict(scopes or DEFAULT_SCOPES)
 
     def next_call(self) -> tuple[str, Call]:
         profile = self.rng.choices(PROFILES, weights=[p.weight for p in PROFILES])[0]
         names = [a for a, _ in profile.actions]
         action = self.rng.choices(names, weights=[w for _, w in profile.actions])[0]
-        pool = ALL_ARTISANS if profile.artisans == ("*",) else profile.artisans
-        artisan = self.rng.choice(pool)
+        artisan = self.rng.choice(self.scopes[profile.id])
         call = getattr(self, "_" + action)(profile, artisan)
         key = ROTATED_KEY if action == "rotated_key" else DEMO_KEYS[profile.id]
         call.headers.setdefault("X-Api-Key", key)
@@ -144,7 +154,8 @@ class CallFactory:
         return Call("orders", "GET", f"/v1/orders/search?artisan_id={artisan}&status={status}")
 
     def _out_of_scope(self, p: PartnerProfile, artisan: str) -> Call:
-        outsider = self.rng.choice([a for a in ALL_ARTISANS if a not in p.artisans])
+        outsiders = [a for a in ALL_ARTISANS if a not in self.scopes[p.id]] or ["art-9999"]
+        outsider = self.rng.choice(outsiders)
         return Call("refused", "GET", f"/v1/artisans/{outsider}/orders")
 
     def _rotated_key(self, p: PartnerProfile, artisan: str) -> Call:
@@ -209,9 +220,10 @@ async def _send(session: aiohttp.ClientSession, base_url: str, call: Call, stats
 
 async def drive_traffic(base_url: str, stats: TrafficStats, stop: asyncio.Event, *, rate: float = 150.0,
                         workers: int = 16, seed: int = 42,
+                        scopes: Mapping[str, tuple[str, ...]] | None = None,
                         on_tick: Callable[[], None] | None = None) -> None:
     """Send ``rate`` requests per second with at most ``workers`` in flight until ``stop`` is set."""
-    factory = CallFactory(seed)
+    factory = CallFactory(seed, scopes)
     tickets: asyncio.Queue[tuple[str, Call] | None] = asyncio.Queue(maxsize=workers)
     timeout = aiohttp.ClientTimeout(total=10, connect=3)
     connector = aiohttp.TCPConnector(limit=workers)

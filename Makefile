@@ -1,0 +1,39 @@
+# Loomgate: `make demo` runs the demo, `make test` the whole test suite.  Both create .venv and install the
+# project (with its test extras) into it first; nothing but python3 (>= 3.11), pip and make is needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DURATION ?= 60
+
+.PHONY: demo test lint bench clean
+
+# python3 -m venv needs ensurepip, which some distributions ship separately; virtualenv (from pip) then
+# stands in for it.
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -m venv $(VENV) 2>/dev/null || [ ! -x $(BIN)/pip ]; then \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m virtualenv --version >/dev/null 2>&1 || \
+	    $(PYTHON) -m pip install --user -q virtualenv || \
+	    $(PYTHON) -m pip install --user -q --break-system-packages virtualenv; \
+	  $(PYTHON) -m virtualenv -q $(VENV); \
+	fi
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/loomgate demo --duration $(DURATION)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) demo-data
