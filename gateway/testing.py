@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -185,6 +186,7 @@ class SeenRequest:
     body: bytes = b""  # kept only by the echo handler, up to ``RecordingUpstream.keep_body`` bytes
     body_size: int = 0
     body_sha256: str = ""
+    body_broken: bool = False  # the body ended early (connection lost or malformed framing)
 
     @property
     def path(self) -> str:
@@ -247,11 +249,15 @@ class RecordingUpstream:
         digest = hashlib.sha256()
         kept = bytearray()
         size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            digest.update(chunk)
-            if len(kept) < self.keep_body:
-                kept += chunk[: self.keep_body - len(kept)]
+        try:
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                digest.update(chunk)
+                if len(kept) < self.keep_body:
+                    kept += chunk[: self.keep_body - len(kept)]
+        except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError):
+            seen.body_broken = True  # the sender gave up mid-body; nothing to answer
+            raise web.HTTPBadRequest() from None
         seen.body, seen.body_size, seen.body_sha256 = bytes(kept), size, digest.hexdigest()
         payload = {
             "method": request.method,
