@@ -9,8 +9,9 @@ first route).
 Conventions of the file format:
 
 * ``${VAR}`` and ``${VAR:-default}`` are replaced in scalar values (never in keys) before any type check;
-  ``:-`` uses the default when the variable is unset or empty; ``$$`` is a literal ``$``.  An unquoted
-  value is re-read after substitution, so ``port: ${PORT:-8080}`` is a number.
+  ``:-`` uses the default when the variable is unset or empty; ``$$`` is a literal ``$``.  A value is
+  typed after substitution, so ``port: ${PORT:-8080}`` is a number.  Inside ``{...}`` or ``[...]`` flow
+  collections a reference must be quoted (``{port: "${PORT}"}``), because YAML reads its braces.
 * Durations: ``250ms``, ``2s``, ``1m``, ``1h``, ``1d`` (combinable: ``1h30m``) or a plain number of seconds.
   Sizes: ``512KiB``, ``1MiB``, ``10MB`` (``kB/MB/GB/TB`` are powers of 1000, ``KiB/MiB/GiB/TiB`` of 1024)
   or a plain number of bytes.
@@ -127,7 +128,7 @@ def parse_size(value: str | int) -> int:
     if _PLAIN_NUMBER.fullmatch(text) and "." not in text:
         return int(text)
     m = _SIZE.fullmatch(text)
-    if m is None or (m.group(2) or "B") not in _SIZE_UNITS:
+    if m is None or (m.group(2) or "B") not in _SIZE_UNITS or (m.group(2) is None and "." in text):
         raise ValueError(f"bad size '{value}' ({_SIZE_HINT})")
     return round(float(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"])
 
@@ -235,10 +236,9 @@ class _Ctx:
             for message in errors:
                 self.error(node, path, message)
             return INVALID
-        # A plain (unquoted) value is typed by its substituted text, as if written literally (the C
-        # loader marks plain scalars with style "", the Python one with None).
-        tag = _RESOLVER.resolve(ScalarNode, result, (True, False)) if not node.style else node.tag
-        return _Scalar(tag, result)
+        # A substituted value is typed by its text, quoted or not, as if written literally: string keys
+        # take any scalar's text, so only number and boolean keys see the difference.
+        return _Scalar(_RESOLVER.resolve(ScalarNode, result, (True, False)), result)
 
 
 def _join(path: str, key: str) -> str:
