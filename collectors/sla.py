@@ -144,7 +144,7 @@ def _sla_params(config: Config, sla: Sla, start: float, end: float) -> dict[str,
     upstream = sla_upstream(config, sla)
     return {
         "sla": sla.name, "upstream": upstream, "route": sla.route or "",
-        "service_name": config.telemetry.service_name, "availability_target": sla.availability,
+        "availability_target": sla.availability,
         "latency_threshold_ms": sla.latency.threshold * 1000.0 if sla.latency else 0.0,
         "latency_target": sla.latency.target if sla.latency else 95.0,
         "sync_lag_target_ms": (sla.sync_lag_p95 or 0.0) * 1000.0,

@@ -1,18 +1,18 @@
 -- name: burn_rate
 -- answers: Multiwindow, multi-burn-rate check of one availability SLO (an upstream, or one route when `route`
---   is set) at `now`, per signal (requests from the gateway's SERVER spans; probes from the health checks) and
+--   is set) at `now`, per signal (requests served by the gateway; probes from the health checks) and
 --   per rule (long window, short window, share of the budget it may spend). One row per signal and rule.
 -- formula: factor = budget_fraction × window_hours ÷ long-window hours (30-day window: 2 % in 1 h → 14.4×,
 --   5 % in 6 h → 6×, 10 % in 1 d → 3×, 10 % in 3 d → 1×)
 -- formula: error ratio = bad events ÷ events in the window; burn rate = error ratio ÷ (1 − objective ÷ 100)
 -- formula: firing = long-window ratio > factor × (1 − objective ÷ 100) AND short-window ratio > the same
 -- note: windows are whole minutes ending at `now` (a minute counts when its start ≥ now − window).
---   Bad requests are 5xx responses or upstream failures reported by the gateway; bad probes are failed checks.
+--   Requests come from the loomgate_sla_1m rollup: bad = 5xx or an upstream failure reported by the gateway;
+--   probes from loomgate_health_checks: bad = failed check.
 --   Events inside maintenance windows are left out. A signal without events in a window has ratio 0.
 -- param: now DateTime64(3, 'UTC') = now  -- evaluation time (end of every window)
 -- param: upstream String  -- upstream the SLO covers
 -- param: route String =  -- route name; empty = every route of the upstream
--- param: service_name String = loomgate  -- ServiceName of the gateway's spans
 -- param: objective Float64 = 99.9  -- availability objective, percent
 -- param: window_hours Float64 = 720  -- SLO compliance window (30 days)
 -- param: long_windows_s Array(UInt32) = 3600,21600,86400,259200  -- long window of each rule, seconds
@@ -36,17 +36,14 @@ WITH
     (
         SELECT
             'requests' AS source,
-            toStartOfMinute(Timestamp) AS minute,
-            count() AS events,
-            countIf(toUInt16OrZero(SpanAttributes['http.response.status_code']) >= 500
-                    OR SpanAttributes['loomgate.error_source'] = 'upstream') AS bad
-        FROM otel_traces
-        WHERE ServiceName = {service_name:String} AND SpanKind = 'Server'
-          AND Timestamp >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
-          AND Timestamp < {now:DateTime64(3, 'UTC')}
-          AND SpanAttributes['loomgate.upstream'] = {upstream:String}
-          AND ({route:String} = '' OR SpanAttributes['loomgate.route'] = {route:String})
-          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND Timestamp >= s AND Timestamp < e,
+            minute,
+            sum(calls) AS events,
+            sum(bad) AS bad
+        FROM loomgate_sla_1m
+        WHERE upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
+          AND minute >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
+          AND minute < {now:DateTime64(3, 'UTC')}
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND minute >= s AND minute < e,
                               {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
                               {maint_ends:Array(DateTime64(3, 'UTC'))})
         GROUP BY minute

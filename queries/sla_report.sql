@@ -12,13 +12,15 @@
 -- note: status NO DATA without checks or requests; BREACHED when any budget (request availability, probe
 --   availability, latency) is overspent or sync-lag p95 > target; AT RISK when any budget has less than
 --   at_risk_remaining_pct % left or sync-lag p95 > 80 % of the target; OK otherwise.
--- note: request metrics read the SERVER spans of otel_traces (exact latency compliance for any threshold).
+-- note: request metrics read the per-minute rollups: counts from loomgate_sla_1m, latency buckets, TDigest
+--   percentiles and sync lag from loomgate_upstream_1m. Latency compliance is exact for thresholds with two
+--   significant digits in ns (300 ms, 1.5 s ...), conservative otherwise. Request windows and maintenance
+--   exclusion have minute resolution (a minute counts when its start lies inside); probes are per check.
 -- param: start DateTime64(3, 'UTC') = -30d  -- start of the window (inclusive)
 -- param: end DateTime64(3, 'UTC') = now  -- end of the window (exclusive)
 -- param: sla String =  -- SLA name, echoed in the result
 -- param: upstream String  -- upstream the SLA covers
 -- param: route String =  -- route name; empty = every route of the upstream
--- param: service_name String = loomgate  -- ServiceName of the gateway's spans
 -- param: availability_target Float64 = 99.9  -- percent of good events
 -- param: latency_threshold_ms Float64 = 0  -- 0 = no latency objective
 -- param: latency_target Float64 = 95  -- percent of requests at or under the threshold
@@ -40,23 +42,29 @@ WITH
                               {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
                               {maint_ends:Array(DateTime64(3, 'UTC'))})
     ),
-    requests AS
+    counts AS
+    (
+        SELECT sum(calls) AS total, sum(bad) AS bad
+        FROM loomgate_sla_1m
+        WHERE upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
+          AND minute >= {start:DateTime64(3, 'UTC')} AND minute < {end:DateTime64(3, 'UTC')}
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND minute >= s AND minute < e,
+                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
+                              {maint_ends:Array(DateTime64(3, 'UTC'))})
+    ),
+    shape AS
     (
         SELECT
-            count() AS total,
-            countIf(toUInt16OrZero(SpanAttributes['http.response.status_code']) >= 500
-                    OR SpanAttributes['loomgate.error_source'] = 'upstream') AS bad,
-            countIf(Duration <= {latency_threshold_ms:Float64} * 1000000) AS fast,
-            quantiles(0.5, 0.95, 0.99)(Duration / 1000000) AS q,
-            countIf(SpanAttributes['loomgate.sync_lag_ms'] != '') AS lag_samples,
-            quantileIf(0.95)(toFloat64OrZero(SpanAttributes['loomgate.sync_lag_ms']),
-                             SpanAttributes['loomgate.sync_lag_ms'] != '') AS lag_p95
-        FROM otel_traces
-        WHERE ServiceName = {service_name:String} AND SpanKind = 'Server'
-          AND Timestamp >= {start:DateTime64(3, 'UTC')} AND Timestamp < {end:DateTime64(3, 'UTC')}
-          AND SpanAttributes['loomgate.upstream'] = {upstream:String}
-          AND ({route:String} = '' OR SpanAttributes['loomgate.route'] = {route:String})
-          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND Timestamp >= s AND Timestamp < e,
+            sumMapMerge(latency_le_ns) AS h,
+            arraySum(arrayMap((le, n) -> if(le <= {latency_threshold_ms:Float64} * 1000000, n, 0), h.1, h.2))
+                AS fast,
+            quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
+            sum(sync_lag_measured) AS lag_samples,
+            quantileTDigestMerge(0.95)(sync_lag_ms) AS lag_p95
+        FROM loomgate_upstream_1m
+        WHERE upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
+          AND minute >= {start:DateTime64(3, 'UTC')} AND minute < {end:DateTime64(3, 'UTC')}
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND minute >= s AND minute < e,
                               {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
                               {maint_ends:Array(DateTime64(3, 'UTC'))})
     ),
@@ -84,7 +92,7 @@ WITH
                   if(total > fast, -100., 100.))) AS latency_budget_remaining_pct,
             least(ifNull(budget_remaining_pct, 100), ifNull(probe_budget_remaining_pct, 100),
                   ifNull(latency_budget_remaining_pct, 100)) AS worst_left_pct
-        FROM probes, requests
+        FROM probes, counts, shape
     )
 SELECT
     {sla:String} AS sla,
