@@ -260,6 +260,10 @@ def _login_page(next_path: str, message: str = "", status: int = 200) -> web.Res
     return resp
 
 
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
+
+
 async def login_form(request: web.Request) -> web.Response:
     return _login_page(request.query.get("next", "/"))
 
@@ -271,7 +275,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     if not isinstance(token, str) or not auth.token_ok(token):
         return _login_page(next_path, "Wrong admin token.", status=401)
-    resp = web.HTTPSeeOther(next_path)
+    resp = _see_other(next_path)
     resp.set_cookie(
         COOKIE_NAME,
         auth.issue_cookie(),
@@ -285,7 +289,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    resp = web.HTTPSeeOther("/login")
+    resp = _see_other("/login")
     resp.del_cookie(COOKIE_NAME, path="/")
     return resp
 
