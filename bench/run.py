@@ -237,6 +237,13 @@ def rss_under_connections(server: Server, connections: int, duration: float, loa
 
 
 # ----------------------------------------------------------------------------------------------- setup
+def repin_children(server: Server, core: set[int]) -> None:
+    """Move the gateway's child processes (the telemetry writer) to ``core``."""
+    for child in server.ps.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.cpu_affinity(sorted(core))
+
+
 def gateway_available() -> bool:
     try:
         import gateway.server as server_module
@@ -247,7 +254,7 @@ def gateway_available() -> bool:
 
 @contextlib.contextmanager
 def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
-            load_core: set[int] | None) -> Iterator[dict[str, Server]]:
+            load_core: set[int] | None, writer_core: set[int] | None) -> Iterator[dict[str, Server]]:
     py = sys.executable
     up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
@@ -270,6 +277,8 @@ def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
                                   f"http://127.0.0.1:{port}", server_core, workdir)
         for server in started.values():
             wait_ready(server)
+        if writer_core is not None and "telemetry" in started:
+            repin_children(started["telemetry"], writer_core)
         yield started
     finally:
         for server in reversed(list(started.values())):
@@ -288,6 +297,9 @@ def _verdict(ok: bool) -> str:
 def _header(args: argparse.Namespace, loader: str, pinned: bool) -> list[str]:
     placement = ("server under test pinned to one core; upstream + load generator on the other"
                  if pinned else "no pinning (one CPU)")
+    if pinned:
+        placement += ("; telemetry writer process on the gateway's core" if args.writer_core == "same"
+                      else "; telemetry writer process on the load generator's core")
     return [
         "## Loomgate benchmark",
         "",
@@ -375,6 +387,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rss-connections", type=int, default=1000)
     p.add_argument("--rss-seconds", type=float, default=5.0)
     p.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk exists")
+    p.add_argument("--writer-core", choices=("other", "same"), default="other",
+                   help="core of the telemetry writer process: the load generator's ('other', default: "
+                        "the gateway process alone has its core) or the gateway's ('same')")
     p.add_argument("--out", help="also write the markdown report to this file")
     args = p.parse_args(argv)
     args.argv = argv
@@ -402,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         if wrk:
             script = workdir / "key.lua"
             script.write_text(WRK_SCRIPT % API_KEY)
-        with servers(workdir, targets, server_core, load_core) as procs:
+        writer_core = load_core if args.writer_core == "other" else None
+        with servers(workdir, targets, server_core, load_core, writer_core) as procs:
             for name in targets:  # warm-up: pools filled, code paths hot, store tables created
                 drive(procs[name], 32, 1.0, load_core, script)
             for rnd in range(args.rounds):
