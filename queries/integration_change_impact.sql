@@ -1,0 +1,136 @@
+-- name: integration_change_impact
+-- answers: For each integration change, KPIs and health of the affected artisans in equal windows before
+--   and after it, with the deltas (a cohort pre/post comparison).  Affected artisans: the change's artisan,
+--   or for '*' every artisan that called through the change's partner in either window.
+-- formula: before = [ts − window_days, ts), after = [ts, ts + window_days); delta = after − before
+-- formula: error rate = errors ÷ calls; p95 latency and sync-lag p95 from the merged TDigest states
+-- formula: repeat purchase = buyers with 2+ orders ÷ buyers with 1+ (per artisan × buyer, in each window);
+--   cart abandonment = 1 − carts purchased ÷ carts created; AOV = revenue ÷ orders
+-- note: after_complete = 0 when the after window reaches past `now` (a partial window: read with care).
+--   A before/after difference can also come from seasonality or other changes in the same windows.
+-- note: health from the per-minute rollup loomgate_calls_1m, filtered to the change's partner; KPI tables
+--   read with FINAL.
+-- param: window_days UInt16 = 30   -- length of each window
+-- param: change_id String =        -- only this change (empty = all)
+-- param: partner String =          -- only changes of this partner (empty = all)
+WITH
+    toIntervalDay({window_days:UInt16}) AS win,
+    changes AS (
+        SELECT change_id, partner_id, artisan_id AS scope, kind, description, ts,
+               ts - win AS b_start, ts + win AS a_end
+        FROM kpi_integration_changes FINAL
+        WHERE ({change_id:String} = '' OR change_id = {change_id:String})
+          AND ({partner:String} = '' OR partner_id = {partner:String})
+    ),
+    health_rows AS (
+        SELECT ch.change_id AS change_id, r.minute >= ch.ts AS after, r.artisan AS artisan,
+               r.calls AS calls, r.errors AS errors, r.latency_ms AS latency_ms,
+               r.sync_lag_measured AS lag_n, r.sync_lag_ms AS sync_lag_ms
+        FROM loomgate_calls_1m AS r
+        INNER JOIN changes AS ch ON r.partner = ch.partner_id
+        WHERE r.minute >= (SELECT min(b_start) FROM changes) AND r.minute < (SELECT max(a_end) FROM changes)
+          AND r.minute >= ch.b_start AND r.minute < ch.a_end
+          AND (ch.scope = '*' OR r.artisan = ch.scope) AND r.artisan != ''
+    ),
+    health AS (
+        SELECT change_id,
+               uniqExact(artisan) AS artisans,
+               sumIf(calls, NOT after) AS calls_before,
+               sumIf(calls, after) AS calls_after,
+               sumIf(errors, NOT after) / nullIf(calls_before, 0) AS error_rate_before,
+               sumIf(errors, after) / nullIf(calls_after, 0) AS error_rate_after,
+               quantileTDigestMergeIf(0.95)(latency_ms, NOT after) AS p95_before,
+               quantileTDigestMergeIf(0.95)(latency_ms, after) AS p95_after,
+               if(sumIf(lag_n, NOT after) > 0, quantileTDigestMergeIf(0.95)(sync_lag_ms, NOT after) / 1000, NULL)
+                   AS lag_before,
+               if(sumIf(lag_n, after) > 0, quantileTDigestMergeIf(0.95)(sync_lag_ms, after) / 1000, NULL)
+                   AS lag_after
+        FROM health_rows
+        GROUP BY change_id
+    ),
+    affected AS (
+        SELECT DISTINCT change_id, artisan FROM health_rows
+        UNION DISTINCT
+        SELECT change_id, scope FROM changes WHERE scope != '*'
+    ),
+    order_buyers AS (
+        SELECT a.change_id AS change_id, o.ts >= ch.ts AS after, o.artisan_id AS artisan, o.buyer_id AS buyer,
+               count() AS n, sum(toFloat64(o.amount)) AS revenue
+        FROM kpi_orders AS o FINAL
+        INNER JOIN affected AS a ON a.artisan = o.artisan_id
+        INNER JOIN changes AS ch ON ch.change_id = a.change_id
+        WHERE o.ts >= ch.b_start AND o.ts < ch.a_end
+        GROUP BY change_id, after, artisan, buyer
+    ),
+    kpis AS (
+        SELECT change_id,
+               countIf(NOT after) AS buyers_before,
+               countIf(after) AS buyers_after,
+               countIf(NOT after AND n >= 2) / nullIf(buyers_before, 0) AS repeat_before,
+               countIf(after AND n >= 2) / nullIf(buyers_after, 0) AS repeat_after,
+               sumIf(n, NOT after) AS orders_before,
+               sumIf(n, after) AS orders_after,
+               sumIf(revenue, NOT after) / nullIf(orders_before, 0) AS aov_before,
+               sumIf(revenue, after) / nullIf(orders_after, 0) AS aov_after
+        FROM order_buyers
+        GROUP BY change_id
+    ),
+    cart_rows AS (
+        SELECT a.change_id AS change_id, c.created_at >= ch.ts AS after, c.purchased AS purchased
+        FROM (
+            SELECT cart_id, any(artisan_id) AS c_artisan, minIf(ts, event = 'created') AS created_at,
+                   countIf(event = 'created') > 0 AS has_created, countIf(event = 'purchased') > 0 AS purchased
+            FROM kpi_cart_events FINAL
+            WHERE ts >= (SELECT min(b_start) FROM changes) - INTERVAL 1 DAY
+              AND ts < (SELECT max(a_end) FROM changes) + INTERVAL 1 DAY
+            GROUP BY cart_id
+        ) AS c
+        INNER JOIN affected AS a ON a.artisan = c.c_artisan
+        INNER JOIN changes AS ch ON ch.change_id = a.change_id
+        WHERE c.has_created AND c.created_at >= ch.b_start AND c.created_at < ch.a_end
+    ),
+    carts AS (
+        SELECT change_id,
+               countIf(NOT after) AS carts_before,
+               countIf(after) AS carts_after,
+               1 - countIf(NOT after AND purchased) / nullIf(carts_before, 0) AS abandonment_before,
+               1 - countIf(after AND purchased) / nullIf(carts_after, 0) AS abandonment_after
+        FROM cart_rows
+        GROUP BY change_id
+    )
+SELECT
+    ch.change_id AS change_id,
+    ch.partner_id AS partner,
+    ch.scope AS artisan_scope,
+    ch.kind AS kind,
+    ch.description AS description,
+    ch.ts AS ts,
+    {window_days:UInt16} AS window_days,
+    toUInt8(ch.a_end <= now64(3)) AS after_complete,
+    h.artisans AS artisans,
+    h.calls_before AS calls_before,
+    h.calls_after AS calls_after,
+    round(h.error_rate_before, 5) AS error_rate_before,
+    round(h.error_rate_after, 5) AS error_rate_after,
+    round(error_rate_after - error_rate_before, 5) AS error_rate_delta,
+    round(h.p95_before, 1) AS p95_ms_before,
+    round(h.p95_after, 1) AS p95_ms_after,
+    round(h.lag_before, 3) AS sync_lag_p95_s_before,
+    round(h.lag_after, 3) AS sync_lag_p95_s_after,
+    k.buyers_before AS buyers_before,
+    k.buyers_after AS buyers_after,
+    round(k.repeat_before, 4) AS repeat_purchase_before,
+    round(k.repeat_after, 4) AS repeat_purchase_after,
+    round(repeat_purchase_after - repeat_purchase_before, 4) AS repeat_purchase_delta,
+    c.carts_before AS carts_before,
+    c.carts_after AS carts_after,
+    round(c.abandonment_before, 4) AS cart_abandonment_before,
+    round(c.abandonment_after, 4) AS cart_abandonment_after,
+    round(cart_abandonment_after - cart_abandonment_before, 4) AS cart_abandonment_delta,
+    round(k.aov_before, 2) AS aov_before,
+    round(k.aov_after, 2) AS aov_after
+FROM changes AS ch
+LEFT JOIN health AS h ON h.change_id = ch.change_id
+LEFT JOIN kpis AS k ON k.change_id = ch.change_id
+LEFT JOIN carts AS c ON c.change_id = ch.change_id
+ORDER BY ch.ts DESC, ch.change_id

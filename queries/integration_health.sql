@@ -1,0 +1,54 @@
+-- name: integration_health
+-- answers: Integration health per partner, artisan, route and upstream over a window: calls, error rate
+--   (all, gateway-caused, upstream-caused), p50/p95/p99 latency, sync-lag p95 and the share of the window
+--   the upstream was down according to its health checks.
+-- formula: error rate = errors ÷ calls (errors = calls with loomgate.error_source set); by source likewise
+-- formula: p50/p95/p99 latency = quantilesTDigestMerge over the per-minute latency states (ms)
+-- formula: sync-lag p95 = quantileTDigestMerge(0.95) over measured sync lags, in seconds (NULL: none measured)
+-- formula: down share = Σ check interval while State = 'DOWN' ÷ Σ check interval (NULL: no health checks)
+-- note: reads the per-minute rollup loomgate_calls_1m; window edges are rounded to whole minutes.
+-- param: start DateTime64(3, 'UTC') = -30d  -- start of the window (inclusive)
+-- param: end DateTime64(3, 'UTC') = now     -- end of the window (exclusive)
+-- param: partner String =                   -- only this partner (empty = all)
+-- param: artisan String =                   -- only this artisan (empty = all)
+-- param: limit UInt32 = 1000                -- at most this many rows, most errors first
+WITH
+    down AS (
+        SELECT Upstream AS upstream,
+               sumIf(IntervalS, State = 'DOWN') / nullIf(sum(IntervalS), 0) AS down_share
+        FROM loomgate_health_checks
+        WHERE Timestamp >= {start:DateTime64(3, 'UTC')} AND Timestamp < {end:DateTime64(3, 'UTC')}
+        GROUP BY Upstream
+    ),
+    calls AS (
+        SELECT partner, artisan, route, upstream,
+               sum(calls) AS n_calls,
+               sum(errors) AS n_errors,
+               sum(errors_gateway) AS n_gateway,
+               sum(errors_upstream) AS n_upstream,
+               quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
+               sum(sync_lag_measured) AS lag_samples,
+               quantileTDigestMerge(0.95)(sync_lag_ms) AS lag_p95_ms
+        FROM loomgate_calls_1m
+        WHERE minute >= toStartOfMinute({start:DateTime64(3, 'UTC')}) AND minute < {end:DateTime64(3, 'UTC')}
+          AND ({partner:String} = '' OR partner = {partner:String})
+          AND ({artisan:String} = '' OR artisan = {artisan:String})
+        GROUP BY partner, artisan, route, upstream
+    )
+SELECT
+    partner, artisan, route, upstream,
+    n_calls AS calls,
+    n_errors AS errors,
+    round(n_errors / n_calls, 5) AS error_rate,
+    round(n_gateway / n_calls, 5) AS gateway_error_rate,
+    round(n_upstream / n_calls, 5) AS upstream_error_rate,
+    round(q[1], 1) AS p50_ms,
+    round(q[2], 1) AS p95_ms,
+    round(q[3], 1) AS p99_ms,
+    lag_samples AS sync_lag_samples,
+    if(lag_samples > 0, round(lag_p95_ms / 1000, 3), NULL) AS sync_lag_p95_s,
+    if(down.upstream = '', NULL, round(down.down_share, 6)) AS upstream_down_share
+FROM calls
+LEFT JOIN down ON down.upstream = calls.upstream
+ORDER BY errors DESC, calls DESC, partner, artisan, route
+LIMIT {limit:UInt32}

@@ -1,0 +1,127 @@
+-- name: retention_kpis
+-- answers: Retention KPIs per artisan and period (consecutive periods ending at `end`, most recent first):
+--   churn rate, repeat purchase rate, cart abandonment rate, AOV, purchase frequency, LTV, survey
+--   response rate and NPS.  Buyers are counted per artisan (a buyer of two artisans counts for each).
+-- formula: churn rate = customers lost in the period ÷ customers at its start; a customer at the start
+--   ordered within the inactivity window before it (inactivity_days); lost = no order since and the
+--   inactivity window ran out before the period's end (last order < period end − inactivity_days)
+-- formula: repeat purchase rate = buyers with 2+ orders in the period ÷ buyers with 1+ orders
+-- formula: cart abandonment rate = 1 − carts purchased ÷ carts created (carts by creation time)
+-- formula: AOV = revenue ÷ orders; purchase frequency = orders ÷ buyers
+-- formula: LTV = AOV × purchase frequency × expected lifespan (periods) × margin; expected lifespan =
+--   lifespan_periods when > 0, else 1 ÷ churn rate (NULL when churn is 0)
+-- formula: survey response rate = surveys answered ÷ surveys delivered (all kinds);
+--   NPS = % promoters (9–10) − % detractors (0–6) among answered NPS surveys, −100 … +100
+-- note: amounts are added as stored: filter one currency with `currency` when orders mix currencies.
+-- note: KPI tables are read with FINAL, so re-imported rows count once.
+-- param: end DateTime64(3, 'UTC') = now       -- end of the most recent period (exclusive)
+-- param: periods UInt16 = 3                   -- number of periods
+-- param: period_days UInt16 = 30              -- length of a period
+-- param: inactivity_days UInt16 = 90          -- a customer is lost after this long without an order
+-- param: lifespan_periods Float64 = 0         -- expected customer lifespan for LTV; 0 = 1 ÷ churn rate
+-- param: margin Float64 = 1                   -- gross margin applied to LTV (1 = revenue LTV)
+-- param: artisan String =                     -- only this artisan (empty = all)
+-- param: currency String =                    -- only orders in this currency (empty = all)
+WITH
+    {end:DateTime64(3, 'UTC')} AS w_end,
+    toIntervalDay({period_days:UInt16}) AS p_len,
+    toIntervalDay({inactivity_days:UInt16}) AS idle,
+    periods AS (
+        SELECT toUInt16(number) AS period,
+               w_end - toIntervalDay((number + 1) * {period_days:UInt16}) AS ps,
+               w_end - toIntervalDay(number * {period_days:UInt16}) AS pe
+        FROM numbers({periods:UInt16})
+    ),
+    orders AS (
+        SELECT artisan_id, buyer_id, ts, amount
+        FROM kpi_orders FINAL
+        WHERE ts < w_end
+          AND ts >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16} + {inactivity_days:UInt16})
+          AND ({artisan:String} = '' OR artisan_id = {artisan:String})
+          AND ({currency:String} = '' OR currency = {currency:String})
+    ),
+    per_buyer AS (
+        SELECT period, any(pe) AS p_end, artisan_id, buyer_id,
+               countIf(ts >= ps AND ts < pe) AS n_in,
+               sumIf(amount, ts >= ps AND ts < pe) AS revenue_in,
+               countIf(ts < ps AND ts >= ps - idle) > 0 AS at_start,
+               maxIf(ts, ts < ps) AS last_before
+        FROM orders CROSS JOIN periods
+        WHERE ts < pe
+        GROUP BY period, artisan_id, buyer_id
+    ),
+    buyers AS (
+        SELECT period, artisan_id,
+               countIf(at_start) AS customers_at_start,
+               countIf(at_start AND n_in = 0 AND last_before < p_end - idle) AS customers_lost,
+               countIf(n_in > 0) AS n_buyers,
+               countIf(n_in >= 2) AS n_repeat,
+               sum(n_in) AS n_orders,
+               sum(revenue_in) AS revenue
+        FROM per_buyer
+        GROUP BY period, artisan_id
+    ),
+    carts AS (
+        SELECT period, c_artisan AS artisan_id,
+               count() AS carts_created,
+               countIf(purchased) AS carts_purchased
+        FROM (
+            SELECT cart_id, any(artisan_id) AS c_artisan,
+                   minIf(ts, event = 'created') AS created, countIf(event = 'purchased') > 0 AS purchased,
+                   countIf(event = 'created') > 0 AS has_created
+            FROM kpi_cart_events FINAL
+            WHERE ts >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16}) - INTERVAL 1 DAY
+              AND ({artisan:String} = '' OR artisan_id = {artisan:String})
+            GROUP BY cart_id
+        ) AS c CROSS JOIN periods
+        WHERE has_created AND created >= ps AND created < pe
+        GROUP BY period, c_artisan
+    ),
+    surveys AS (
+        SELECT period, artisan_id,
+               count() AS delivered,
+               countIf(answered) AS answered_n,
+               countIf(kind = 'nps' AND answered AND score IS NOT NULL) AS nps_n,
+               countIf(kind = 'nps' AND answered AND score >= 9) AS promoters,
+               countIf(kind = 'nps' AND answered AND score <= 6) AS detractors
+        FROM kpi_survey_responses FINAL CROSS JOIN periods
+        WHERE ts >= ps AND ts < pe AND ({artisan:String} = '' OR artisan_id = {artisan:String})
+        GROUP BY period, artisan_id
+    ),
+    keys AS (
+        SELECT period, artisan_id FROM buyers
+        UNION DISTINCT SELECT period, artisan_id FROM carts
+        UNION DISTINCT SELECT period, artisan_id FROM surveys
+    )
+SELECT
+    k.artisan_id AS artisan,
+    k.period AS period,
+    p.ps AS period_start,
+    p.pe AS period_end,
+    b.customers_at_start AS customers_at_start,
+    b.customers_lost AS customers_lost,
+    if(b.customers_at_start = 0, NULL, round(b.customers_lost / b.customers_at_start, 4)) AS churn_rate,
+    b.n_buyers AS buyers,
+    b.n_repeat AS repeat_buyers,
+    if(b.n_buyers = 0, NULL, round(b.n_repeat / b.n_buyers, 4)) AS repeat_purchase_rate,
+    c.carts_created AS carts_created,
+    c.carts_purchased AS carts_purchased,
+    if(c.carts_created = 0, NULL, round(1 - c.carts_purchased / c.carts_created, 4)) AS cart_abandonment_rate,
+    b.n_orders AS orders,
+    toFloat64(b.revenue) AS revenue,
+    if(b.n_orders = 0, NULL, round(toFloat64(b.revenue) / b.n_orders, 2)) AS aov,
+    if(b.n_buyers = 0, NULL, round(b.n_orders / b.n_buyers, 4)) AS purchase_frequency,
+    multiIf({lifespan_periods:Float64} > 0, {lifespan_periods:Float64},
+            churn_rate > 0, 1 / churn_rate, NULL) AS expected_lifespan_periods,
+    round(aov * purchase_frequency * expected_lifespan_periods * {margin:Float64}, 2) AS ltv,
+    s.delivered AS surveys_delivered,
+    s.answered_n AS surveys_answered,
+    if(s.delivered = 0, NULL, round(s.answered_n / s.delivered, 4)) AS survey_response_rate,
+    s.nps_n AS nps_responses,
+    if(s.nps_n = 0, NULL, round(100 * (s.promoters - s.detractors) / s.nps_n, 1)) AS nps
+FROM keys AS k
+INNER JOIN periods AS p ON p.period = k.period
+LEFT JOIN buyers AS b ON b.period = k.period AND b.artisan_id = k.artisan_id
+LEFT JOIN carts AS c ON c.period = k.period AND c.artisan_id = k.artisan_id
+LEFT JOIN surveys AS s ON s.period = k.period AND s.artisan_id = k.artisan_id
+ORDER BY artisan, period
