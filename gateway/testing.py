@@ -5,18 +5,15 @@
   with room for custom handlers per path;
 * ``start_server``: run any aiohttp application on 127.0.0.1 with an ephemeral port;
 * ``wait_for_records``: records are submitted when a response is finished, which can be a moment after
-  the client has read it.
-
-``python -m gateway.testing CONFIG.pickle`` serves a pickled ``Config`` exactly like ``loomgate serve`` (same
-signal handling and drain), for tests that need the gateway in its own process without a YAML file.
+  the client has read it;
+* ``start_gateway_process``: ``loomgate serve`` in a child process, for signal and memory tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
-import pickle
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,19 +49,6 @@ if TYPE_CHECKING:
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
-__all__ = [
-    "ADMIN_TOKEN",
-    "RecordingUpstream",
-    "RunningServer",
-    "SeenRequest",
-    "hash_key",
-    "make_config",
-    "make_partner",
-    "make_route",
-    "make_upstream",
-    "start_server",
-    "wait_for_records",
-]
 
 # ------------------------------------------------------------------------------------------ config
 
@@ -404,24 +388,80 @@ class Stack:
         return await wait_for_records(self.sink, count)
 
 
-# -------------------------------------------------------------------------------- subprocess launcher
+# ---------------------------------------------------------------------------------- gateway process
+
+_SERVING = re.compile(r"serving partners on (\S+), admin on (\S+)")
 
 
-def main(argv: list[str]) -> int:
-    """Serve a pickled Config (written by a test) with ``loomgate serve``'s lifecycle."""
-    from gateway.server import serve
+@dataclass
+class GatewayProcess:
+    """``loomgate serve`` in a child process (its RSS is its own); stderr lines are collected."""
 
-    if len(argv) != 1:
-        print("usage: python -m gateway.testing CONFIG.pickle", file=sys.stderr)
-        return 2
-    with open(argv[0], "rb") as fh:
-        config = pickle.load(fh)
-    if not isinstance(config, Config):
-        print(f"{argv[0]}: not a pickled Config", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(config))
+    proc: asyncio.subprocess.Process
+    partner_url: str
+    admin_url: str
+    stderr_lines: list[str]
+    _reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def wait(self, timeout: float) -> int:
+        rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, timeout)
+        return rc
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+async def start_gateway_process(
+    config_path: str, *, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> GatewayProcess:
+    """Start ``loomgate serve --config PATH`` and wait for its start-up line (its listener URLs)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--config",
+        config_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            raw = await asyncio.wait_for(proc.stderr.readline(), max(remaining, 0.01))
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError("gateway process did not start:\n" + "".join(lines)) from None
+        if not raw:
+            await proc.wait()
+            raise AssertionError(f"gateway process exited with {proc.returncode}:\n" + "".join(lines))
+        line = raw.decode(errors="replace")
+        lines.append(line)
+        m = _SERVING.search(line)
+        if m:
+            break
+
+    async def collect() -> None:
+        assert proc.stderr is not None
+        async for more in proc.stderr:
+            lines.append(more.decode(errors="replace"))
+
+    gp = GatewayProcess(proc, m.group(1).rstrip(","), m.group(2), lines)
+    gp._reader = asyncio.ensure_future(collect())
+    return gp
