@@ -179,9 +179,12 @@ class Progress:
             self.update()
 
     def finish(self) -> None:
+        """Leave the final counts on their own line."""
         if self.tty:
+            self.update()
             self.out.write("\n")
-        print(self.line(), file=self.out, flush=True) if not self.tty else None
+        else:
+            print(self.line(), file=self.out)
         self.out.flush()
 
 
@@ -225,8 +228,11 @@ async def alert_receiver() -> AsyncIterator[AlertReceiver]:
 def describe_alert(payload: Mapping[str, Any]) -> str:
     """A one-line rendering of a webhook payload whatever its exact shape."""
     inner = payload.get("alert") if isinstance(payload.get("alert"), Mapping) else payload
-    parts = [str(inner.get(k)) for k in ("state", "status", "severity", "name", "sla", "upstream", "summary",
-                                         "message") if inner.get(k) not in (None, "")]
+    for key in ("summary", "message", "text"):
+        if isinstance(inner.get(key), str) and inner[key]:
+            return inner[key]
+    parts = [str(inner.get(k)) for k in ("state", "status", "severity", "name", "sla", "upstream")
+             if inner.get(k) not in (None, "")]
     return " ".join(parts) if parts else json.dumps(payload)[:160]
 
 
@@ -282,9 +288,12 @@ async def print_sla(store: Any, config: Config, start: datetime, end: datetime, 
     sla = _module("collectors.sla")
     if sla is None or not hasattr(sla, "sla_report"):
         return
-    window = max(1.0, (end - start).total_seconds())
+    # Request counts come from per-minute rollups, counted when the minute starts inside the window: start
+    # the window at the minute the demo started so its first minute is in.
+    first_minute = start.replace(second=0, microsecond=0)
+    window = max(60.0, (end - first_minute).total_seconds())
     rows = await _maybe_await(sla.sla_report(store, config, window, now=end.timestamp()))
-    _heading(f"SLA report over the demo's {window:.0f} s (collectors.sla)", out)
+    _heading(f"SLA report since {first_minute:%H:%M} UTC, the demo's first minute (collectors.sla)", out)
     print(sla.format_table(rows), file=out)
     if hasattr(sla, "incidents"):
         found = await _maybe_await(sla.incidents(store, config, start.timestamp(), end.timestamp()))

@@ -120,6 +120,7 @@ def test_chronic_laggers_sync_more_than_5_s_late() -> None:
 
 def test_describe_alert_renders_any_payload_shape() -> None:
     assert "firing" in describe_alert({"alert": {"state": "firing", "name": "orders-availability"}})
+    assert describe_alert({"state": "firing", "summary": "[FIRING] page: SLA x"}) == "[FIRING] page: SLA x"
     assert describe_alert({"x": 1}) == '{"x": 1}'
 
 
@@ -164,7 +165,7 @@ def test_demo_runs_end_to_end_and_reports_from_clickhouse(tmp_path: Path) -> Non
     _check_report(proc.stdout, proc.stderr)
     assert "/status" in proc.stdout and "demo-admin-token" in proc.stdout
     assert "Inventory sync lag per artisan" in proc.stdout
-    lag_section = proc.stdout.split("Inventory sync lag per artisan", 1)[1].split("==", 1)[0]
+    lag_section = proc.stdout.split("Inventory sync lag per artisan", 1)[1].split("\n== ", 1)[0]
     assert any(a in lag_section for a in CHRONIC_LAGGERS)
     assert (tmp_path / "demo-data" / "clickhouse").is_dir()
 
