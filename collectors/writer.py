@@ -63,6 +63,11 @@ from gateway.config import TelemetryConfig
 log = logging.getLogger("loomgate.writer")
 
 PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
+MAX_INSERT_RECORDS = 50_000  # waiting batches are combined into one insert up to this many records
+# Events.* / Links.* are always empty: leaving them out of the insert (ClickHouse fills the same empty
+# arrays) halves the client-side serialisation work.  They are the trailing columns of SPAN_COLUMNS.
+_SPAN_KEEP = next(i for i, c in enumerate(SPAN_COLUMNS) if c.startswith(("Events.", "Links.")))
+assert all(c.startswith(("Events.", "Links.")) for c in SPAN_COLUMNS[_SPAN_KEEP:])
 _IDLE_TICK = 0.2
 
 
@@ -125,7 +130,10 @@ class Writer:
             if item is _CLOSE:
                 break
             if isinstance(item, Batch):
-                self._handle(item)
+                group, closing = self._gather(item)
+                self._handle(group)
+                if closing:
+                    break
             self._maybe_replay()
             self._maybe_pipeline_rows()
         self._shutdown()
@@ -171,7 +179,7 @@ class Writer:
             except queue.Empty:
                 break
             if isinstance(item, Batch):
-                self._handle(item)
+                self._handle([item])
         if self.healthy:
             self._write_pipeline_rows()
         self._send(("closed", self.snapshot()))
@@ -215,29 +223,50 @@ class Writer:
             if not over:
                 self._mem_records += n
         if over:  # the store is too slow: keep memory bounded, the spool replays it later
-            self._spool(batch)
+            self._spool(batch, [batch])
         else:
             self.inbox.put(batch)
 
     # -- batches -------------------------------------------------------------------------------------
 
-    def _handle(self, batch: Batch) -> None:
+    def _gather(self, first: Batch) -> tuple[list[Batch], bool]:
+        """Batches already waiting are inserted together (one insert per table amortises the per-insert
+        cost of parts and materialized views); True when the close marker was reached."""
+        group, n = [first], len(first.records)
+        while n < MAX_INSERT_RECORDS:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Close):
+                return group, True
+            group.append(item)
+            n += len(item.records)
+        return group, False
+
+    def _handle(self, group: list[Batch]) -> None:
+        n = sum(len(b.records) for b in group)
         try:
             if time.monotonic() < self.retry_at:
-                self._spool(batch)
+                for b in group:
+                    self._spool(b, [b])
                 return
+            # A combined batch gets its own id; if it fails it is spooled as one unit under that id, so a
+            # replay deduplicates against whatever part of it the store already took.
+            batch = group[0] if len(group) == 1 else combine(group)
             try:
                 self._write(batch)
             except Exception as exc:
                 self._fail(exc)
-                self._spool(batch)
+                self._spool(batch, group)
                 return
             self._recovered()
-            self._count("written", len(batch.records))
-            self._ack(batch, "written")
+            self._count("written", n)
+            for b in group:
+                self._ack(b, "written")
         finally:
             with self._lock:
-                self._mem_records -= len(batch.records)
+                self._mem_records -= n
 
     def _write(self, batch: Batch) -> None:
         """Insert the batch (and/or export it over OTLP); raises on any failure."""
@@ -253,8 +282,8 @@ class Writer:
     def _insert_rows(self, store: Store, batch: Batch, records: Sequence[CallRecord]) -> None:
         # The batch id is the dedup token of every insert of this batch, on every attempt.
         settings = insert_settings(batch.batch_id)
-        store.insert(TRACES_TABLE, span_rows(records, self.t.service_name, self.resource), SPAN_COLUMNS,
-                     settings)
+        rows = span_rows(records, self.t.service_name, self.resource)
+        store.insert(TRACES_TABLE, [r[:_SPAN_KEEP] for r in rows], SPAN_COLUMNS[:_SPAN_KEEP], settings)
         metrics = self._metric_rows(batch, records)
         store.insert(METRICS_HISTOGRAM_TABLE, project(metrics.histograms, METRIC_HISTOGRAM_COLUMNS),
                      METRIC_HISTOGRAM_COLUMNS, settings)
@@ -265,16 +294,19 @@ class Writer:
         return batch_metric_rows(records, batch.gauges, service_name=self.t.service_name,
                                  resource=self.resource, start_ns=batch.cut_ns, time_ns=batch.cut_ns)
 
-    def _spool(self, batch: Batch) -> None:
+    def _spool(self, batch: Batch, acks: Sequence[Batch]) -> None:
+        """Spool ``batch``, then acknowledge the gateway batches it is made of."""
         n = len(batch.records)
         if self.spool.append(batch):
             self._count("spooled", n)
-            self._ack(batch, "spooled")
-            return
-        total = self._count("dropped", n)
-        log.error("telemetry spool full (budget %d bytes in %s): dropped a batch of %d records "
-                  "(%d dropped since start)", self.spool.max_bytes, self.spool.dir, n, total)
-        self._ack(batch, "dropped")
+            outcome = "spooled"
+        else:
+            total = self._count("dropped", n)
+            log.error("telemetry spool full (budget %d bytes in %s): dropped a batch of %d records "
+                      "(%d dropped since start)", self.spool.max_bytes, self.spool.dir, n, total)
+            outcome = "dropped"
+        for b in acks:
+            self._ack(b, outcome)
 
     def _fail(self, exc: BaseException) -> None:
         if self.healthy or not self.store_error:
@@ -413,6 +445,12 @@ class Writer:
         # The gateway may be gone; the receiver then sees EOF and queues the close marker.
         with self._send_lock, contextlib.suppress(OSError):
             self.conn.send_bytes(data)
+
+
+def combine(group: Sequence[Batch]) -> Batch:
+    """One batch (new id) holding the records of several; gauges are the latest snapshot."""
+    records = [r for b in group for r in b.records]
+    return Batch(uuid.uuid4().hex, group[-1].cut_ns, records, group[-1].gauges)
 
 
 def _one_line(exc: BaseException) -> str:
