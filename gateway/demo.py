@@ -23,12 +23,13 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,12 +189,37 @@ class Progress:
         self.out.flush()
 
 
+class ProgressLogHandler(logging.Handler):
+    """Routes the gateway's warnings (alerts firing, health changes) above the live status line."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(level=logging.WARNING)
+        self.progress = progress
+        self.setFormatter(logging.Formatter("  %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # logging must never break the demo
+            self.progress.note(self.format(record))
+
+
+@contextlib.contextmanager
+def logs_above(progress: Progress) -> Iterator[None]:
+    handler = ProgressLogHandler(progress)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
 # ------------------------------------------------------------------------------------ alert receiver
 @dataclass
 class AlertReceiver:
+    """Collects what the alert manager delivers to the demo's webhook (listed in the closing report)."""
+
     url: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
-    on_alert: Callable[[dict[str, Any]], None] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -202,8 +228,6 @@ class AlertReceiver:
             return web.json_response({"ok": False}, status=400)
         if isinstance(payload, dict):
             self.received.append(payload)
-            if self.on_alert is not None:
-                self.on_alert(payload)
         return web.json_response({"ok": True})
 
 
@@ -423,8 +447,9 @@ async def run_demo(config: Config, opts: DemoOptions, *, out: TextIO = sys.stdou
                                                         scopes=partner_scopes(cfg),
                                                         on_tick=progress.update))
             try:
-                await _run_until(stop, opts.duration)
-                await traffic
+                with logs_above(progress):
+                    await _run_until(stop, opts.duration)
+                    await traffic
             finally:
                 stop.set()
                 faults.cancel()
