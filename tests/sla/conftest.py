@@ -4,6 +4,7 @@ real upstream whose behaviour can be flipped at run time, a real webhook receive
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -180,3 +181,108 @@ def history() -> Any:
     import types
 
     return types.SimpleNamespace(call=call, insert_calls=insert_calls, insert_checks=insert_checks)
+
+
+async def _serve_flip() -> tuple[FlipUpstream, web.AppRunner]:
+    up = FlipUpstream()
+    app = web.Application()
+    app.router.add_get("/healthz", up.healthz)
+    app.router.add_route("*", "/{tail:.*}", up.other)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    up.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    return up, runner
+
+
+@dataclass
+class StatusEnv:
+    """A running gateway whose admin app reads a test store with a constructed history."""
+
+    gw: Any
+    config: Config
+    now: float
+    inv: FlipUpstream
+    orders: FlipUpstream
+    token: str = "admin-secret"
+
+
+@pytest.fixture
+async def status_env(sla_store: Store) -> AsyncIterator[StatusEnv]:
+    """inventory-sync (route stock on upstream inv): outage 2 days ago (30 min DOWN), slow 1 day ago
+    (20 min DEGRADED), DOWN right now; 2000 requests of which 30 bad, 10 % slow, sync lag 2-4 s.
+    orders-api (upstream orders): all good, in a maintenance window right now."""
+    import time
+
+    from collectors.health import start_health
+    from collectors.record import ListSink
+    from gateway.config import (
+        HealthCheck,
+        LatencyObjective,
+        MaintenanceWindow,
+        Recurrence,
+        Route,
+        Sla,
+        Upstream,
+    )
+    from gateway.server import run_gateway
+
+    inv, inv_runner = await _serve_flip()
+    orders, orders_runner = await _serve_flip()
+    now = time.time()
+    weekday = dt.datetime.fromtimestamp(now, dt.UTC).weekday()
+    t_end = now // 60 * 60 - 60
+    checks = []
+    for i in range(3 * 288):  # every 5 minutes for 3 days
+        t = t_end - 3 * 86400 + 300 * i
+        age = t_end - t
+        if 2 * 86400 - 1800 < age <= 2 * 86400:
+            checks.append((t, "inv", "fail", "DOWN", "[STATUS] == 200 (actual 503)"))
+        elif 86400 - 1200 < age <= 86400:
+            checks.append((t, "inv", "slow", "DEGRADED", "[RESPONSE_TIME] < 300 (actual 850)"))
+        else:
+            checks.append((t, "inv", "ok", "UP", ""))
+        checks.append((t, "orders", "ok", "UP", ""))
+    insert_checks(sla_store, checks)
+    calls = []
+    for i in range(2000):
+        t = t_end - 2 * 86400 + 86.4 * i
+        bad = i < 30
+        calls.append(call(t - 600 if bad else t, status=503 if bad else 200,
+                          error_source="upstream" if bad else "", duration_ms=400.0 if i % 10 == 5 else 80.0,
+                          sync_lag_ms=2000.0 + (i % 3) * 1000.0, seq=i))
+    for i in range(500):
+        calls.append(call(t_end - 86400 + 120 * i, upstream="orders", route="orders", seq=5000 + i))
+    insert_calls(sla_store, calls)
+
+    hc = HealthCheck(interval=3600, timeout=2.0, failure_threshold=1, success_threshold=1,
+                     conditions=("[STATUS] == 200", "[BODY].status == ok", "[RESPONSE_TIME] < 300"))
+    config = make_config(
+        upstreams=(Upstream("inv", inv.url, health_check=hc),
+                   Upstream("orders", orders.url, health_check=hc)),
+        routes=(Route("stock", "/v1/stock", ("GET",), "inv"),
+                Route("orders", "/v1/orders", ("GET",), "orders")),
+        slas=(Sla("inventory-sync", route="stock", availability=99.9, latency=LatencyObjective(0.3, 95.0),
+                  sync_lag_p95=5.0),
+              Sla("orders-api", upstream="orders", availability=99.5)),
+        maintenance=(MaintenanceWindow("orders-db-upgrade", upstreams=("orders",), start=now - 600,
+                                       end=now + 3000),
+                     # upcoming in 3 days; the previous one was 4 days ago, before the history
+                     MaintenanceWindow("weekly-reindex", upstreams=("inv",), recurrence=Recurrence(
+                         every="weekly", weekday=(weekday + 3) % 7, at="03:00", duration=1800))),
+    )
+    store = ThreadStore(sla_store)
+    monitor = await start_health(config, store, schedule=False)
+    try:
+        inv.mode = "down"
+        await monitor.check_once("inv")
+        await monitor.check_once("orders")
+        await monitor.flush()
+        async with run_gateway(config, sink=ListSink()) as gw:
+            gw.services.store = store
+            gw.services.health = monitor
+            yield StatusEnv(gw, config, now, inv, orders)
+    finally:
+        await monitor.close()
+        await inv_runner.cleanup()
+        await orders_runner.cleanup()
