@@ -24,12 +24,18 @@ from gateway.services import Services
 PROXY_KEY = web.AppKey("loomgate.proxy", Proxy)
 
 
+async def _defer_expect(request: web.Request) -> None:
+    """Leave ``Expect`` to the proxy: it sends ``100 Continue`` only once the request passed every check,
+    so a rejected upload is never transmitted, and every request gets the gateway's answer and record."""
+    return None
+
+
 class _CatchAll(AbstractResource, Sized):
     """A resource that matches every request target and every method."""
 
     def __init__(self, handler: Any) -> None:
         super().__init__(name=None)
-        self._route = ResourceRoute("*", handler, self)
+        self._route = ResourceRoute("*", handler, self, expect_handler=_defer_expect)
 
     @property
     def canonical(self) -> str:

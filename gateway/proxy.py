@@ -10,6 +10,8 @@ Pipeline (each step may end the request with a JSON error from ``gateway.errors`
 6. artisan id from the path, a header, the query or the JSON body (400 when required and missing);
 7. scope: the partner must be allowed to act for that artisan (403; the upstream never sees the request);
 8. the upstream's circuit breaker (503 with ``Retry-After`` while open);
+   ``Expect: 100-continue`` is answered only once the body is actually wanted (after the checks above,
+   or after the artisan checks for routes that read the JSON body), so rejected uploads are never sent;
 9. the upstream call, streaming the request body in and the response body back out.
 
 Bodies stream both ways.  The only buffered bodies are those a route needs to look into (artisan id or
@@ -46,6 +48,7 @@ from aiohttp import (
     TCPConnector,
     web,
 )
+from aiohttp.http import HttpVersion11
 from aiohttp.streams import StreamReader
 from yarl import URL
 
@@ -417,6 +420,7 @@ class Proxy:
         body: bytes | None = None
         doc: Any = None
         if plan.buffer_body and request.body_exists:
+            await _send_continue(request)
             body = await self._read_body(request.content, plan.max_body, c)
             doc = _parse_json(body)
 
@@ -535,6 +539,7 @@ class Proxy:
                 if declared is not None:
                     # Keep the client's framing: the server already holds the client to this length.
                     fwd["Content-Length"] = str(declared)
+                await _send_continue(request)
                 data = self._stream_body(request.content, plan.max_body, c)
 
             up_t0 = monotonic_ns()
@@ -660,6 +665,16 @@ class Proxy:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+
+
+async def _send_continue(request: web.BaseRequest) -> None:
+    """Answer ``Expect: 100-continue`` now that the body is wanted; other expectations are ignored."""
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        try:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except ConnectionError:
+            raise _ClientGone() from None
+        request.writer.output_size = 0  # the interim response is not the response
 
 
 def _parse_json(body: bytes) -> Any:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import re
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -386,6 +387,66 @@ class Stack:
 
     async def records(self, count: int) -> list[CallRecord]:
         return await wait_for_records(self.sink, count)
+
+
+# ------------------------------------------------------------------------------ gateway in a thread
+
+
+class BackgroundGateway:
+    """A RecordingUpstream and a gateway (ListSink) on their own event loop in a thread.
+
+    For synchronous clients: raw sockets, ``http.client``, property-based tests that cannot await.
+    ``config_for`` maps the upstream URL to the gateway's Config.
+    """
+
+    def __init__(
+        self, config_for: Callable[[str], Config], upstream: RecordingUpstream | None = None
+    ) -> None:
+        self.upstream = upstream or RecordingUpstream()
+        self.sink = ListSink()
+        self._config_for = config_for
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="gateway-loop", daemon=True)
+        self._cm: Any = None
+        self.gw: RunningGateway | None = None
+
+    def call(self, coro: Awaitable[Any], timeout: float = 60.0) -> Any:
+        """Run a coroutine on the gateway's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def __enter__(self) -> BackgroundGateway:
+        self._thread.start()
+        self.call(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.call(self._stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+
+    async def _start(self) -> None:
+        from gateway.server import run_gateway
+
+        await self.upstream.start()
+        self._cm = run_gateway(self._config_for(self.upstream.url), sink=self.sink)
+        self.gw = await self._cm.__aenter__()
+
+    async def _stop(self) -> None:
+        try:
+            if self._cm is not None:
+                await self._cm.__aexit__(None, None, None)
+        finally:
+            await self.upstream.close()
+
+    @property
+    def partner_address(self) -> tuple[str, int]:
+        assert self.gw is not None
+        url = URL(self.gw.partner_url)
+        assert url.host is not None and url.port is not None
+        return url.host, url.port
 
 
 # ---------------------------------------------------------------------------------- gateway process
