@@ -212,8 +212,9 @@ def _ms(v: Any) -> str:
     return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.0f} ms"
 
 
-def _metric(name: str, label: str, value: str, target: str = "") -> str:
-    tgt = f'<div class="target">target {escape(target)}</div>' if target else ""
+def _metric(name: str, label: str, value: str, target: str = "", note: str = "") -> str:
+    text = f"target {target}" if target else note
+    tgt = f'<div class="target">{escape(text)}</div>' if text else ""
     return (f'<div class="metric"><div class="label">{escape(label)}</div>'
             f'<div class="value" data-metric="{name}">{escape(value)}</div>{tgt}</div>')
 
@@ -260,7 +261,7 @@ def _card(sla: Sla, row: Mapping[str, Any], state: Mapping[str, Any], daily: Seq
     last = state.get("last_check")
     last_txt = ""
     if last:
-        last_txt = (f'<div class="last">last check {_iso(last["at"])}: {escape(last["outcome"])}, '
+        last_txt = (f'<div class="last">last check {_when(_iso(last["at"]))}: {escape(last["outcome"])}, '
                     f'HTTP {last["status_code"]}, {last["response_time_ms"]:.0f} ms'
                     f'{" — " + escape(last["reason"]) if last["reason"] else ""}</div>')
     lat_target = (f"{row['latency_target_pct']:g} % ≤ {_ms(row['latency_threshold_ms'])}"
@@ -278,8 +279,8 @@ def _card(sla: Sla, row: Mapping[str, Any], state: Mapping[str, Any], daily: Seq
         _metric("sync_lag_p95_ms", "Sync-lag p95", _ms(row["sync_lag_p95_ms"]),
                 _ms(row["sync_lag_target_ms"]) if row.get("sync_lag_target_ms") else ""),
         _metric("budget_remaining_pct", "Error budget left", _pct(row["budget_remaining_pct"], 1),
-                f"{row['budget_consumed']} of {row['budget_total']:.1f} "
-                f"{row['budget_source'] or 'events'} used"),
+                note=f"{row['budget_consumed']} bad of {row['budget_total']:.1f} allowed "
+                     f"{row['budget_source'] or 'events'}"),
     ])
     bars_svg, overall = _uptime_bars(daily, day0, float(row["availability_target_pct"]))
     charts_html = _latency_charts(sla, row, series, x_range)
@@ -333,19 +334,26 @@ def _incidents_html(incidents: Sequence[Mapping[str, Any]]) -> str:
     if not incidents:
         return '<p class="empty" data-role="no-incidents">No incidents in this window.</p>'
     rows = []
-    for r in sorted(incidents, key=lambda i: (not i["open"], i["started_at"]), reverse=False)[:50]:
+    ordered = sorted(incidents, key=lambda i: i["started_at"], reverse=True)
+    for r in sorted(ordered, key=lambda i: not i["open"])[:50]:
         cls = STATE_CLASS.get(r["worst_state"], "unknown")
-        end = "ongoing" if r["open"] else escape(str(r["ended_at"]).replace("+00:00", "Z"))
+        end = "ongoing" if r["open"] else _when(r["ended_at"])
         maint = ' <span class="badge maintenance small">maintenance</span>' if r["during_maintenance"] else ""
         reasons = "<br>".join(escape(x) for x in r["reasons"]) or NA
         rows.append(
             f'<tr data-incident="{escape(r["upstream"])}" data-open="{str(r["open"]).lower()}">'
             f'<td>{escape(r["upstream"])}</td>'
             f'<td><span class="badge {cls}">{escape(r["worst_state"])}</span>{maint}</td>'
-            f'<td>{escape(str(r["started_at"]).replace("+00:00", "Z"))}</td><td>{end}</td>'
+            f'<td>{_when(r["started_at"])}</td><td>{end}</td>'
             f'<td>{_duration(r["duration_s"])}</td><td class="reasons">{reasons}</td></tr>')
     head = "".join(f"<th>{h}</th>" for h in ("Upstream", "State", "Started", "Ended", "Duration", "Reasons"))
     return f'<table class="incidents"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _when(iso: Any) -> str:
+    """ISO-8601 text from the queries as 'YYYY-MM-DD HH:MM:SS UTC'."""
+    t = dt.datetime.fromisoformat(str(iso))
+    return escape(t.strftime("%Y-%m-%d %H:%M:%S") + " UTC")
 
 
 def _duration(s: float) -> str:
@@ -367,7 +375,7 @@ def _maintenance_html(config: Config, now: float) -> str:
         who = "all upstreams" if iv.upstream == "*" else iv.upstream
         items.append(f'<li data-maintenance-window="{escape(iv.name)}" data-active="{str(active).lower()}">'
                      f'{"<strong>IN PROGRESS</strong> " if active else ""}{escape(iv.name)} — {escape(who)}: '
-                     f'{_iso(iv.start).replace("+00:00", "Z")} → {_iso(iv.end).replace("+00:00", "Z")}</li>')
+                     f'{_when(_iso(iv.start))} → {_when(_iso(iv.end))}</li>')
     return ('<ul class="maintenance">' + "".join(items) + "</ul>"
             '<p class="note">Checks keep running during maintenance; '
             'SLA figures leave those periods out.</p>')
@@ -390,7 +398,7 @@ def _summary(report: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping[s
 def _page(config: Config, report: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping[str, Any]],
           cards: Sequence[str], incidents: Sequence[Mapping[str, Any]], window: float, now: float) -> str:
     open_n = sum(1 for i in incidents if i["open"])
-    updated = _iso(now).replace("+00:00", "Z")
+    updated = _when(_iso(now))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

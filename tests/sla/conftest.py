@@ -4,12 +4,14 @@ real upstream whose behaviour can be flipped at run time, a real webhook receive
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -286,3 +288,123 @@ async def status_env(sla_store: Store) -> AsyncIterator[StatusEnv]:
         await monitor.close()
         await inv_runner.cleanup()
         await orders_runner.cleanup()
+
+
+# ------------------------------------------------------------------------------ headless Chromium (CDP)
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+
+class Cdp:
+    """A minimal Chrome DevTools Protocol client over the browser websocket (aiohttp), one page session."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.session: str | None = None
+
+    async def send(self, method: str, params: dict[str, Any] | None = None, *, page: bool = True,
+                   timeout: float = 30.0) -> dict[str, Any]:
+        self.next_id += 1
+        msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
+        if page and self.session:
+            msg["sessionId"] = self.session
+        await self.ws.send_json(msg)
+        async with asyncio.timeout(timeout):
+            while True:
+                reply = await self.ws.receive_json()
+                if reply.get("id") == self.next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return dict(reply.get("result", {}))
+
+    async def open_page(self) -> None:
+        target = await self.send("Target.createTarget", {"url": "about:blank"}, page=False)
+        att = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                              page=False)
+        self.session = att["sessionId"]
+        await self.send("Page.enable")
+        await self.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 1400, "height": 1800, "deviceScaleFactor": 1, "mobile": False})
+
+    async def evaluate(self, expression: str) -> Any:
+        res = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                   "awaitPromise": True})
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"page script failed: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    async def navigate(self, url: str) -> None:
+        await self.send("Page.navigate", {"url": url})
+
+    async def wait_for(self, expression: str, timeout: float = 20.0) -> Any:
+        """Poll a page expression until it is truthy (bounded)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    value = await self.evaluate(expression)
+                except RuntimeError:  # navigation in progress: the context went away
+                    value = None
+                if value:
+                    return value
+                await asyncio.sleep(0.1)
+
+    async def screenshot(self, path: Any) -> None:
+        import base64
+
+        res = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        path.write_bytes(base64.b64decode(res["data"]))
+
+
+def find_chromium() -> str | None:
+    import os
+    import shutil
+
+    for c in CHROMIUM_CANDIDATES:
+        if os.path.exists(c):
+            return c
+    return shutil.which("chromium")
+
+
+@pytest.fixture
+async def browser(tmp_path: Any) -> AsyncIterator[Cdp]:
+    """Headless Chromium driven over CDP; skipped only without Chromium (and CI does not require it)."""
+    import os
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("LOOMGATE_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required (LOOMGATE_REQUIRE_BROWSER is set) but not installed")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+        "--remote-debugging-address=127.0.0.1", "--window-size=1400,1800", "about:blank",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        async with asyncio.timeout(30):
+            while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
+                if proc.returncode is not None:
+                    raise RuntimeError(f"chromium exited with {proc.returncode}")
+                await asyncio.sleep(0.05)
+        port, ws_path = port_file.read_text().splitlines()[:2]
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                f"ws://127.0.0.1:{port}{ws_path}", max_msg_size=64 << 20) as ws:
+            cdp = Cdp(ws)
+            await cdp.open_page()
+            yield cdp
+            with contextlib.suppress(Exception):
+                await cdp.send("Browser.close", page=False, timeout=5)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
