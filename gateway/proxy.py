@@ -221,6 +221,7 @@ class _Call:
         "artisan_id",
         "body_error",
         "client_span_id",
+        "continued",
         "error_source",
         "error_type",
         "flags",
@@ -272,6 +273,7 @@ class _Call:
         self.request_body_size = 0
         self.response_body_size = 0
         self.force_close = False
+        self.continued = False
         self.body_error: BaseException | None = None
 
     def fail(self, exc: errors.GatewayError) -> None:
@@ -420,7 +422,7 @@ class Proxy:
         body: bytes | None = None
         doc: Any = None
         if plan.buffer_body and request.body_exists:
-            await _send_continue(request)
+            await _send_continue(request, c)
             body = await self._read_body(request.content, plan.max_body, c)
             doc = _parse_json(body)
 
@@ -539,7 +541,7 @@ class Proxy:
                 if declared is not None:
                     # Keep the client's framing: the server already holds the client to this length.
                     fwd["Content-Length"] = str(declared)
-                await _send_continue(request)
+                await _send_continue(request, c)
                 data = self._stream_body(request.content, plan.max_body, c)
 
             up_t0 = monotonic_ns()
@@ -641,7 +643,10 @@ class Proxy:
         if not c.request_id:
             c.request_id = request_id(None)
         resp = errors.error_response(exc, c.request_id)
-        if c.force_close:
+        # A body that was never invited, or whose framing is broken, must not be waited for (aiohttp would
+        # otherwise linger reading it): close the connection once the answer is out.
+        close = c.force_close or (not c.continued and request.body_exists and _expects_continue(request))
+        if close:
             resp.force_close()
         c.fail(exc)
         body = resp.body
@@ -651,6 +656,8 @@ class Proxy:
             await resp.write_eof()
         except ConnectionError:
             c.status = 0
+        if close:
+            request.protocol.force_close()
         return resp
 
     @staticmethod
@@ -667,9 +674,14 @@ class Proxy:
 # ------------------------------------------------------------------------------------------- helpers
 
 
-async def _send_continue(request: web.BaseRequest) -> None:
+def _expects_continue(request: web.BaseRequest) -> bool:
+    return request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue"
+
+
+async def _send_continue(request: web.BaseRequest, c: _Call) -> None:
     """Answer ``Expect: 100-continue`` now that the body is wanted; other expectations are ignored."""
-    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+    if _expects_continue(request):
+        c.continued = True
         try:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         except ConnectionError:

@@ -166,3 +166,34 @@ async def test_many_requests_on_one_keep_alive_connection(stack: Stack) -> None:
                 assert r.status == 200
                 assert (await r.json())["body_size"] == i * 100
     assert stack.up.hits == 20
+
+
+async def test_100_continue_only_after_the_request_passed_its_checks(stack: Stack) -> None:
+    url = URL(stack.url)
+
+    async def exchange(path: str, send_body: bool) -> tuple[bytes, bytes]:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: t\r\n".encode()
+            + AUTH
+            + b"Expect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        )
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        if send_body:
+            writer.write(b"hello")
+        rest = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return first, rest
+
+    first, _ = await exchange("/v1/artisans/a9/listings", send_body=False)
+    assert first.startswith(b"HTTP/1.1 403 ")  # refused without ever inviting the body
+    first, rest = await exchange("/v1/artisans/a1/listings", send_body=True)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert rest.startswith(b"HTTP/1.1 200 ") and b'"body_size": 5' in rest
+    assert stack.up.hits == 1 and "Expect" not in stack.up.requests[0].headers
+
+
+async def test_unknown_expectations_are_ignored_and_recorded(stack: Stack) -> None:
+    async with stack.request("GET", "/v1/misc/x", headers={"Expect": "tea"}) as r:
+        assert r.status == 200
+    assert (await stack.records(1))[0].status == 200
