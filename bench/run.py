@@ -344,15 +344,21 @@ def _comparisons(res: Results) -> list[str]:
             f"| {_verdict(added1 <= 300)} |",
             f"| gateway p50 added latency (32 conn) | {added32:.0f} µs | | |",
             f"| gateway CPU over baseline | {extra_cpu:.0f} µs/req | | |",
+            f"| gateway / baseline by CPU per request (capacity of one dedicated core) "
+            f"| {_med(base, 'cpu_us_per_req') / _med(g, 'cpu_us_per_req'):.3f} | (≥ 0.92) | |",
         ]
     if "telemetry" in res.c32:
         t, t1 = res.c32["telemetry"], res.c1["telemetry"]
         ratio = _med(t, "rps") / _med(base, "rps")
         p99 = _med(t1, "p99_ms")
+        own_cpu = _med(t, "cpu_us_per_req") - _med(t, "child_cpu_us_per_req")
         lines += [
             f"| full telemetry / baseline req/s | {ratio:.3f} | ≥ 0.85 | {_verdict(ratio >= 0.85)} |",
             f"| full telemetry p99 (1 conn) | {p99:.3f} ms | ≤ 1 ms | {_verdict(p99 <= 1.0)} |",
             f"| telemetry CPU in the writer process | {_med(t, 'child_cpu_us_per_req'):.1f} µs/req | | |",
+            f"| full telemetry / baseline by gateway-process CPU per request "
+            f"| {_med(base, 'cpu_us_per_req') / own_cpu:.3f} "
+            "| (≥ 0.85) | |",
         ]
         if "gateway" in res.c32:
             own = (_med(t, "cpu_us_per_req") - _med(t, "child_cpu_us_per_req")
