@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -149,3 +154,17 @@ async def test_fault_plan_driver_takes_upstream_down_and_back(upstream: SampleUp
     assert not upstream.is_listening
     await run_fault_plan(plan, {"inventory": upstream}, started=time.monotonic() - 0.5, until=0.6)
     assert upstream.is_listening and upstream.faults == FaultState()
+
+
+def test_standalone_command_serves_until_sigterm() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gateway.sample_upstreams", "--port", str(port), "--name", "orders"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert f":{port}" in proc.stdout.readline()  # printed once listening
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            assert resp.status == 200 and b'"orders"' in resp.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
