@@ -21,6 +21,12 @@ Circuit breaker outcomes: connect errors, timeouts, broken responses (including 
 mid-body) and upstream 502/503/504 count as failures.  Other 5xx are left alone: they are usually about
 one request, and counting them would let a single partner open the circuit for everyone.
 
+Responses: status, reason, headers (repeated ones included) and bytes pass through; hop-by-hop headers
+are dropped and ``Via`` / ``X-Request-Id`` added.  ``Content-Length`` is kept when the upstream sent one
+(and the headers then leave together with the first body bytes, one write instead of two), otherwise the
+body is relayed chunked.  aiohttp adds ``Date``/``Server`` when the upstream sent none, and
+``Content-Type: application/octet-stream`` to a non-empty body the upstream left untyped.
+
 Telemetry: exactly one ``CallRecord`` per request that reached this handler, submitted once the response
 is finished or aborted.  Status 0 means the client connection was aborted: ``client_abort`` when the client
 went away (attributed to neither side), ``upstream_aborted`` when the upstream broke off after the
@@ -208,6 +214,15 @@ class _Plan:
 
 
 # ----------------------------------------------------------------------------------- per-request state
+
+
+class _SizedResponse(web.StreamResponse):
+    """A relayed response of known length: its headers go out with the first body bytes, in one write.
+
+    (Responses of unknown length, streams, keep aiohttp's default of sending headers at once.)
+    """
+
+    _send_headers_immediately = False
 
 
 class _ClientGone(Exception):
@@ -584,9 +599,10 @@ class Proxy:
         self, request: web.BaseRequest, c: _Call, up: Any, status: int
     ) -> tuple[web.StreamResponse, bool]:
         """Stream the upstream's response to the client; False when the upstream broke off mid-body."""
-        resp = web.StreamResponse(status=status, reason=up.reason, headers=response_headers(up.headers))
-        resp.headers["X-Request-Id"] = c.request_id
         length = up.headers.get("Content-Length")
+        factory = web.StreamResponse if length is None else _SizedResponse
+        resp = factory(status=status, reason=up.reason, headers=response_headers(up.headers))
+        resp.headers["X-Request-Id"] = c.request_id
         if length is not None:
             resp.headers["Content-Length"] = length  # else aiohttp sends chunked
         try:
