@@ -56,3 +56,31 @@ def generated(chdb_dsn: str) -> Iterator[Generated]:
         yield Generated(store, plan, effects)
     finally:
         store.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def _status_page_helpers() -> Any:
+    """The status page tests' headless-Chromium helper (tests/sla/conftest.py), reused as is."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "loomgate_status_browser_helpers"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "sla" / "conftest.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+async def browser(tmp_path: Any) -> Any:
+    """Headless Chromium over CDP (skips without Chromium unless LOOMGATE_REQUIRE_BROWSER is set)."""
+    agen = _status_page_helpers().browser.__wrapped__(tmp_path)
+    cdp = await agen.__anext__()
+    try:
+        yield cdp
+    finally:
+        await agen.aclose()
