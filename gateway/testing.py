@@ -172,6 +172,7 @@ class SeenRequest:
     body_size: int = 0
     body_sha256: str = ""
     body_broken: bool = False  # the body ended early (connection lost or malformed framing)
+    peer: Any = None  # the sender's (host, port): tells connections apart
 
     @property
     def path(self) -> str:
@@ -223,6 +224,8 @@ class RecordingUpstream:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         seen = SeenRequest(request.method, request.raw_path, CIMultiDict(request.headers))
+        if request.transport is not None:
+            seen.peer = request.transport.get_extra_info("peername")
         self.requests.append(seen)
         path = request.raw_path.partition("?")[0]
         handler = self.handlers.get((request.method, path)) or self.handlers.get(path)

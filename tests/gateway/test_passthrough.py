@@ -320,3 +320,56 @@ async def test_request_content_length_is_kept_and_chunked_uploads_stay_chunked(s
     assert sized.headers["Content-Length"] == str(len(payload)) and "Transfer-Encoding" not in sized.headers
     assert streamed.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in streamed.headers
     assert sized.body_sha256 == streamed.body_sha256
+
+
+# ------------------------------------------------------------------------------------ upstream pools
+
+
+async def test_upstream_connections_are_kept_alive_and_pooled(make_stack) -> None:
+    from gateway.testing import make_upstream, standard_config
+
+    inside = 0
+    most = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.1)
+        inside -= 1
+        return web.Response(text="ok")
+
+    stack = await make_stack(
+        _upstream_with(slow=slow),
+        config=lambda url: standard_config(url, upstream=make_upstream("api", url, pool_size=2)),
+    )
+    for _ in range(10):
+        async with stack.request("GET", "/v1/misc/seq") as r:
+            assert r.status == 200
+    assert len({s.peer for s in stack.up.requests}) == 1  # one keep-alive connection reused
+
+    async def call() -> int:
+        async with stack.request("GET", "/v1/misc/slow") as r:
+            return r.status
+
+    assert await asyncio.gather(*(call() for _ in range(6))) == [200] * 6
+    assert most == 2  # never more than pool_size connections to the upstream
+    assert len({s.peer for s in stack.up.requests}) <= 2
+
+
+async def test_upstream_cookies_are_not_kept_by_the_gateway(make_stack) -> None:
+    async def login(request: web.Request) -> web.Response:
+        resp = web.Response(text="ok")
+        resp.set_cookie("session", "upstream-secret")
+        return resp
+
+    stack = await make_stack(_upstream_with(login=login))
+    async with stack.request("GET", "/v1/misc/login") as r:
+        assert "session=upstream-secret" in r.headers["Set-Cookie"]
+    async with stack.request("GET", "/v1/misc/after") as r:
+        assert r.status == 200
+    async with stack.request("GET", "/v1/misc/mine", headers={"Cookie": "pref=1"}) as r:
+        assert r.status == 200
+    _, after, mine = stack.up.requests
+    assert "Cookie" not in after.headers  # another partner's next request must not carry it
+    assert mine.headers["Cookie"] == "pref=1"  # the client's own cookies pass through
