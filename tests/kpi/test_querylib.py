@@ -134,9 +134,17 @@ def test_broken_headers_are_reported(tmp_path: Path, text: str, fragment: str) -
 
 
 def test_every_shipped_query_parses_and_binds_its_defaults() -> None:
-    for q in list_queries():
+    queries = list_queries()
+    assert len(queries) >= 7
+    for q in queries:
         assert q.description, q.name
-        bind_params(q, {}, NOW)  # every parameter of a shipped query has a default
+        required = [p for p in q.params if p not in q.defaults]
+        if not required:
+            bind_params(q, {}, NOW)  # every default converts with its declared type
+            continue
+        with pytest.raises(QueryParamError) as err:
+            bind_params(q, {}, NOW)
+        assert err.value.param == required[0]
 
 
 def test_render_formats() -> None:
