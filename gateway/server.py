@@ -176,17 +176,18 @@ async def run_gateway(config: Config, *, sink: Any = None) -> AsyncIterator[Runn
         kwargs = _runner_kwargs(config)
         partner_runner = GatewayRunner(partner_app, on_protocol_error=proxy.record_protocol_error, **kwargs)
         admin_runner = GatewayRunner(admin_app, **kwargs)
+        gw: RunningGateway | None = None
         try:
             lp, la = config.partner_listener, config.admin_listener
             partner_url = await _start_listener(partner_runner, lp.host, lp.port)
             admin_url = await _start_listener(admin_runner, la.host, la.port)
             gw = RunningGateway(partner_url, admin_url, services, proxy, partner_runner, admin_runner)
-            try:
-                yield gw
-            finally:
-                await gw.drain()
+            yield gw
         finally:
-            await partner_runner.cleanup()  # no-op once drained; covers failed starts
+            if gw is not None:
+                await gw.drain()
+            else:  # a listener failed to start
+                await partner_runner.cleanup()
             await admin_runner.cleanup()
     finally:
         await stop_services(services)

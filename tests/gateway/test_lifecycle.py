@@ -202,3 +202,28 @@ async def test_serve_reports_a_missing_file_with_exit_2(tmp_path: Path) -> None:
     from gateway.server import cli_main
 
     assert cli_main(["--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+async def test_a_listener_that_cannot_start_leaves_nothing_behind() -> None:
+    import dataclasses
+    import socket
+
+    from gateway.config import AdminListener, Listener
+    from gateway.server import run_gateway
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        partner_port = probe.getsockname()[1]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = dataclasses.replace(
+            standard_config("http://127.0.0.1:9"),
+            partner_listener=Listener("127.0.0.1", partner_port),
+            admin_listener=AdminListener("127.0.0.1", taken.getsockname()[1], "tok"),
+        )
+        with pytest.raises(OSError):
+            async with run_gateway(cfg):
+                pytest.fail("must not start")
+    with socket.socket() as again:  # the partner listener was closed again
+        again.bind(("127.0.0.1", partner_port))
