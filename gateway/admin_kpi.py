@@ -79,8 +79,8 @@ async def ingest(request: web.Request) -> web.Response:
         store = _store(request)
     except _NoStore as exc:
         return _error(exc, request)
-    body = await request.content.read(MAX_INGEST_BYTES + 1)
-    if len(body) > MAX_INGEST_BYTES:
+    body = await _read_capped(request, MAX_INGEST_BYTES)
+    if body is None:
         too_large = _TooLarge(f"body over {MAX_INGEST_BYTES} bytes: split it into several requests")
         return _error(too_large, request)
     try:
@@ -88,6 +88,18 @@ async def ingest(request: web.Request) -> web.Response:
     except KpiImportError as exc:
         return _error(_InvalidData(str(exc)), request, exc.as_json())
     return web.json_response({"table": result.table, "rows": result.rows})
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds ``limit`` (read() may return short chunks)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def list_queries(request: web.Request) -> web.Response:

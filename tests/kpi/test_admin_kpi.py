@@ -149,3 +149,24 @@ FACTS = """JSON.stringify({
      after: f.querySelectorAll('rect.after').length})),
   score: [...document.querySelectorAll('tr[data-benchmark]')].map(
      r => [r.dataset.benchmark, r.children[3].textContent])})"""
+
+
+async def test_ingest_large_body_arrives_whole(kpi_store: Store, gateway: Any, upstream_server: Any) -> None:
+    gw = await _gateway(kpi_store, gateway, upstream_server)
+    lines = [json.dumps({"cart_id": f"c{i:06d}", "buyer_id": f"b{i % 97}", "artisan_id": f"a{i % 13}",
+                         "event": "created", "ts": 1767225600 + i, "channel": "email"})
+             for i in range(30_000)]
+    body = ("\n".join(lines) + "\n").encode()
+    assert len(body) > 3 << 20  # several reads of the request stream
+
+    async def chunks():  # streamed in small pieces, as a webhook relay might send it
+        step = 64 << 10
+        for i in range(0, len(body), step):
+            yield body[i:i + step]
+
+    async with client_session() as s, s.post(gw.admin_url + "/api/kpi/cart_events", data=chunks(),
+                                             headers=AUTH) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["rows"] == 30_000
+    assert kpi_store.query("SELECT count(), uniqExact(cart_id) FROM kpi_cart_events FINAL").rows[0] == (
+        30_000, 30_000)
