@@ -357,6 +357,13 @@ class Proxy:
         )
         return _Plan(route, self.upstreams[route.upstream], artisan, lag, buffer_body, route.max_body_size)
 
+    def gauges(self) -> dict[str, Any]:
+        """Low-cardinality live values for telemetry's gauges (read once per batch, not per request)."""
+        return {
+            "active_requests": self.inflight,
+            "circuit_states": {name: pool.breaker.state for name, pool in self.upstreams.items()},
+        }
+
     async def start(self) -> None:
         for pool in self.upstreams.values():
             pool.open_session()

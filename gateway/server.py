@@ -172,6 +172,8 @@ async def run_gateway(config: Config, *, sink: Any = None) -> AsyncIterator[Runn
     try:
         partner_app = build_partner_app(config, services)
         proxy = partner_app[PROXY_KEY]
+        if services.telemetry is not None:
+            services.telemetry.gauges_provider = proxy.gauges
         admin_app = build_admin_app(config, services, partner_app)
         kwargs = _runner_kwargs(config)
         partner_runner = GatewayRunner(partner_app, on_protocol_error=proxy.record_protocol_error, **kwargs)
