@@ -583,6 +583,8 @@ class Proxy:
             hdr_ns = monotonic_ns()
             status = up.status
             c.upstream_status = status
+            if status >= 500:  # passed through as is, but it is the upstream's failure
+                c.error_type, c.error_source = str(status), "upstream"
             healthy = status not in _BREAKER_FAILURE_STATUSES
             if lag_source is not None and 200 <= status < 300:
                 source_ms = parse_source_time_ms(lag_source)

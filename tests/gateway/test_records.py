@@ -188,3 +188,25 @@ async def test_sync_lag_only_when_the_upstream_accepted(make_stack) -> None:
     rejected, unreadable = await stack.records(2)
     assert (rejected.sync_lag_ms, rejected.sync_lag_invalid, rejected.upstream_status) == (None, False, 409)
     assert (unreadable.sync_lag_ms, unreadable.sync_lag_invalid) == (None, False)
+
+
+async def test_upstream_5xx_passed_through_is_attributed_to_the_upstream(make_stack) -> None:
+    up = RecordingUpstream()
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=503, text="maintenance")
+
+    async def refused(request: web.Request) -> web.Response:
+        return web.Response(status=422, text="bad sku")
+
+    up.on("/v1/misc/broken", broken)
+    up.on("/v1/misc/refused", refused)
+    stack = await make_stack(up)
+    for path, expected in (("/v1/misc/broken", 503), ("/v1/misc/refused", 422)):
+        async with stack.request("GET", path, key=TINY_KEY) as r:
+            assert r.status == expected
+            assert await r.text() in ("maintenance", "bad sku")  # the upstream's own body
+    broken_rec, refused_rec = await stack.records(2)
+    assert (broken_rec.status, broken_rec.error_type, broken_rec.error_source) == (503, "503", "upstream")
+    # a 4xx from the upstream is the partner's problem, not an integration failure
+    assert (refused_rec.status, refused_rec.error_type, refused_rec.error_source) == (422, "", "")
