@@ -38,6 +38,9 @@ from gateway.services import Services, start_services, stop_services
 
 log = logging.getLogger("loomgate.server")
 
+# Bursts of new partner connections queue in the kernel instead of waiting for SYN retries (aiohttp: 128).
+_LISTEN_BACKLOG = 2048
+
 ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str], None]
 
 
@@ -161,7 +164,7 @@ def _url(runner: web.AppRunner) -> str:
 
 async def _start_listener(runner: GatewayRunner, host: str, port: int) -> str:
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=_LISTEN_BACKLOG).start()
     return _url(runner)
 
 
