@@ -63,9 +63,8 @@ def refusing_upstream() -> RecordingUpstream:
     return up
 
 
-async def send_case(e2e: SimpleNamespace, http: aiohttp.ClientSession, url: str, case: LagCase
-                    ) -> tuple[Any, float]:
-    """Send the case; returns what the client saw and the source time sent (epoch ms)."""
+async def send_case(e2e: SimpleNamespace, http: aiohttp.ClientSession, url: str, case: LagCase) -> Any:
+    """Send the case with a source time ``offset_ms`` before now; returns what the client saw."""
     source_ms = time.time() * 1000 - case.offset_ms
     value = source_value(source_ms, case.form)
     rid = f"lag-{case.name}"
@@ -75,7 +74,7 @@ async def send_case(e2e: SimpleNamespace, http: aiohttp.ClientSession, url: str,
     else:
         body = {"order": {"artisan_id": "a7"}, "changed_at": value}
         s = await e2e.send(http, url, "POST", "/v1/orders", key=GLOBEX_KEY, request_id=rid, json=body)
-    return s, source_ms
+    return s
 
 
 async def test_sync_lag_from_header_and_json_field(
@@ -86,9 +85,9 @@ async def test_sync_lag_from_header_and_json_field(
     gw = await telemetry_gateway(standard_config(up.url, telemetry=e2e.telemetry(tmp_path)))
     sent = {}
     for case in CASES:
-        s, source_ms = await send_case(e2e, http, gw.partner_url, case)
+        s = await send_case(e2e, http, gw.partner_url, case)
         assert s.status == case.status, case.name
-        sent[case.name] = (case, s, source_ms)
+        sent[case.name] = (case, s)
     await e2e.settle(gw)
 
     got = {rid: (lag, invalid) for rid, lag, invalid in await e2e.rows(
@@ -99,7 +98,7 @@ async def test_sync_lag_from_header_and_json_field(
             "   SpanAttributes['loomgate.sync_lag_invalid'], NULL) "
             "FROM otel_traces WHERE SpanKind = 'Server'")}
     assert len(got) == len(CASES)
-    for case, s, source_ms in sent.values():
+    for case, s in sent.values():
         lag, invalid = got[s.request_id]
         if case.status != 200:
             assert (lag, invalid) == (None, None), case.name  # the upstream did not accept the write
