@@ -11,9 +11,16 @@ Collector's clickhouseexporter would write for the same spans:
   connection was lost with an error), 4xx stays ``Unset``; a CLIENT span is ``Error`` on 4xx/5xx or when
   no response arrived.
 
-Attributes whose value would be empty are left out (ClickHouse reads a missing key as ``''``).  Batches are
-inserted with :func:`insert_settings` so a replayed batch is deduplicated in ``otel_traces`` and in every
-materialized view fed by it (see queries/schema/001_otel_traces.sql).
+Attributes whose value would be empty are left out (ClickHouse reads a missing key as ``''``).
+
+Two builders, one definition.  :func:`insert_calls` is how every writer (the live exporter's writer process
+and the data generator) stores calls: it sends the records as flat columns to ``loomgate_calls_ingest`` and
+the materialized views of queries/schema/005_loomgate_calls_ingest.sql build the span rows inside
+ClickHouse, which costs a fraction of building and serialising Map columns in Python.  :func:`span_rows`
+builds the same rows in Python for the OTLP exporter and for tests; tests/telemetry_schema/test_ingest.py
+checks that both produce identical rows (values, attribute order, float formatting) for a mixed set of
+records.  Batches are inserted with :func:`insert_settings` so a replayed batch is deduplicated in
+``otel_traces`` and in every materialized view fed by it (see queries/schema/001_otel_traces.sql).
 
 The metric column tuples below are the single definition of the Collector's metric insert columns.
 """
@@ -21,13 +28,17 @@ The metric column tuples below are the single definition of the Collector's metr
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from collectors.record import CallRecord
 from gateway import __version__
 
+if TYPE_CHECKING:
+    from collectors.store import Store
+
 TRACES_TABLE = "otel_traces"
+INGEST_TABLE = "loomgate_calls_ingest"
 METRICS_SUM_TABLE = "otel_metrics_sum"
 METRICS_GAUGE_TABLE = "otel_metrics_gauge"
 METRICS_HISTOGRAM_TABLE = "otel_metrics_histogram"
@@ -105,6 +116,14 @@ METRIC_HISTOGRAM_COLUMNS: tuple[str, ...] = (
     "AggregationTemporality",
 )
 
+# Staging columns of INGEST_TABLE: the batch's constants, then every CallRecord field in order (so a record
+# tuple transposes straight into them); ``upstream_address`` (CLIENT server.address) is sent only when known.
+INGEST_CONSTANT_COLUMNS: tuple[str, ...] = ("service_name", "resource", "scope_name", "scope_version")
+INGEST_COLUMNS: tuple[str, ...] = (*INGEST_CONSTANT_COLUMNS, *CallRecord._fields)
+UPSTREAM_ADDRESS_COLUMN = "upstream_address"
+_UPSTREAM = CallRecord._fields.index("upstream")
+_UPSTREAM_SPAN_ID = CallRecord._fields.index("upstream_span_id")
+
 # Events / Links are always empty: one shared, never-mutated list instead of seven new ones per row.
 _NONE: list[Any] = []
 _EMPTY_NESTED = (_NONE,) * 7
@@ -121,6 +140,34 @@ def insert_settings(dedup_token: str) -> dict[str, Any]:
         "insert_deduplication_token": dedup_token,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
+
+
+def insert_calls(store: Store, records: Sequence[tuple[Any, ...]], *, service_name: str,
+                 resource: Mapping[str, str], token: str | None = None,
+                 upstream_addresses: Mapping[str, str] | None = None) -> int:
+    """Store the span rows of ``records`` (CallRecords or plain tuples in CallRecord field order) in
+    ``otel_traces``; returns the number of span rows written (SERVER + CLIENT).
+
+    ClickHouse builds the rows (see the module docstring); arguments mean what they mean for
+    :func:`span_rows`.  ``token`` is the batch's deduplication token: the same records inserted again with
+    the same token add nothing, to otel_traces or to the rollups; None inserts without one.
+    """
+    if not records:
+        return 0
+    n = len(records)
+    res = dict(resource)
+    res.setdefault("service.name", service_name)
+    fields = list(zip(*records, strict=True))  # transposed in C: no per-record Python work
+    if len(fields) != len(CallRecord._fields):
+        raise ValueError(f"records have {len(fields)} fields, CallRecord has {len(CallRecord._fields)}")
+    columns: list[Sequence[Any]] = [[service_name] * n, [res] * n, [SCOPE_NAME] * n, [SCOPE_VERSION] * n,
+                                    *fields]
+    names = list(INGEST_COLUMNS)
+    if upstream_addresses:
+        columns.append([upstream_addresses.get(u, "") for u in fields[_UPSTREAM]])
+        names.append(UPSTREAM_ADDRESS_COLUMN)
+    store.insert_columns(INGEST_TABLE, columns, names, insert_settings(token) if token is not None else None)
+    return n + n - fields[_UPSTREAM_SPAN_ID].count("")
 
 
 def span_rows(

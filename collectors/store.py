@@ -100,6 +100,16 @@ class Store:
         with self._lock:
             self._client.insert(table, rows, column_names=list(column_names), settings=dict(settings or {}))
 
+    def insert_columns(self, table: str, columns: Sequence[Sequence[Any]], column_names: Sequence[str],
+                       settings: Mapping[str, Any] | None = None) -> None:
+        """Column-oriented insert: ``columns[i]`` holds every value of ``column_names[i]``, so a caller that
+        has columns (or can transpose tuples with ``zip``) builds no row objects."""
+        if not columns or not columns[0]:
+            return
+        with self._lock:
+            self._client.insert(table, columns, column_names=list(column_names), column_oriented=True,
+                                settings=dict(settings or {}))
+
     def insert_raw(self, table: str, data: bytes | Iterable[bytes], fmt: str,
                    settings: Mapping[str, Any] | None = None) -> None:
         """Insert a file body in a ClickHouse input format (CSVWithNames, JSONEachRow, Parquet …),

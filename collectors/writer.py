@@ -2,8 +2,9 @@
 
 Started by ``collectors.exporter`` as ``python -m collectors.writer --fd N`` with one end of a socket pair.
 The gateway process never touches the store: it cuts batches of ``CallRecord`` tuples on its event loop and
-sends them here; this process builds span rows and per-batch metric points, inserts them with the batch id
-as ``insert_deduplication_token`` and acknowledges each batch once it is in the store or in the spool.
+sends them here; this process inserts the records (ClickHouse builds the span rows, see
+``collectors.rows.insert_calls``) and per-batch metric points with the batch id as
+``insert_deduplication_token`` and acknowledges each batch once it is in the store or in the spool.
 
 Failure handling (all in this process):
 - an insert fails → the batch goes to the on-disk spool and the store is retried with exponential backoff;
@@ -52,10 +53,8 @@ from collectors.rows import (
     METRICS_GAUGE_TABLE,
     METRICS_HISTOGRAM_TABLE,
     METRICS_SUM_TABLE,
-    SPAN_COLUMNS,
-    TRACES_TABLE,
+    insert_calls,
     insert_settings,
-    span_rows,
 )
 from collectors.spool import Batch, Segment, Spool, SpoolCorrupt
 from collectors.store import Store, StoreError, redact_dsn
@@ -66,10 +65,6 @@ log = logging.getLogger("loomgate.writer")
 PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
 GC_EVERY = 30.0  # seconds between explicit garbage collections
 MAX_INSERT_RECORDS = 50_000  # waiting batches are combined into one insert up to this many records
-# Events.* / Links.* are always empty: leaving them out of the insert (ClickHouse fills the same empty
-# arrays) halves the client-side serialisation work.  They are the trailing columns of SPAN_COLUMNS.
-_SPAN_KEEP = next(i for i, c in enumerate(SPAN_COLUMNS) if c.startswith(("Events.", "Links.")))
-assert all(c.startswith(("Events.", "Links.")) for c in SPAN_COLUMNS[_SPAN_KEEP:])
 _IDLE_TICK = 0.2
 
 
@@ -286,8 +281,8 @@ class Writer:
     def _insert_rows(self, store: Store, batch: Batch, records: Sequence[CallRecord]) -> None:
         # The batch id is the dedup token of every insert of this batch, on every attempt.
         settings = insert_settings(batch.batch_id)
-        rows = span_rows(records, self.t.service_name, self.resource)
-        store.insert(TRACES_TABLE, [r[:_SPAN_KEEP] for r in rows], SPAN_COLUMNS[:_SPAN_KEEP], settings)
+        insert_calls(store, records, service_name=self.t.service_name, resource=self.resource,
+                     token=batch.batch_id)
         metrics = self._metric_rows(batch, records)
         store.insert(METRICS_HISTOGRAM_TABLE, project(metrics.histograms, METRIC_HISTOGRAM_COLUMNS),
                      METRIC_HISTOGRAM_COLUMNS, settings)

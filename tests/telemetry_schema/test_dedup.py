@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collectors.rows import SPAN_COLUMNS, insert_settings, span_rows
+from collectors.rows import SPAN_COLUMNS, insert_calls, insert_settings, span_rows
 from collectors.store import Store
 
 from .conftest import RecordFactory
@@ -41,3 +41,28 @@ def test_a_new_token_is_a_new_batch(schema_store: Store, records: RecordFactory)
     schema_store.insert("otel_traces", rows, SPAN_COLUMNS, settings=insert_settings("second"))
     twice = _counts(schema_store)
     assert twice[:4] == tuple(2 * v for v in once[:4])
+
+
+def test_staged_replay_is_dropped_down_the_whole_chain(schema_store: Store, records: RecordFactory) -> None:
+    """insert_calls goes loomgate_calls_ingest (Null) -> two views -> otel_traces -> rollup views: a replayed
+    batch must be dropped at every step, and a new token must still count (so the check can fail)."""
+    recs = records(1200, seed=23)
+    parts = [recs[i:i + 400] for i in range(0, 1200, 400)]
+    sla = "SELECT sum(calls) FROM loomgate_sla_1m"
+    written = [insert_calls(schema_store, p, service_name="loomgate", resource={}, token=f"s{i}")
+               for i, p in enumerate(parts)]
+    once = _counts(schema_store)
+    assert once[0] == sum(written) > len(recs)
+    assert once[1] == once[3] == len(recs)
+    assert schema_store.query(sla).rows[0][0] == len(recs)
+
+    for i, p in enumerate(parts):  # replayed in order, then out of order
+        insert_calls(schema_store, p, service_name="loomgate", resource={}, token=f"s{i}")
+    insert_calls(schema_store, parts[0], service_name="loomgate", resource={}, token="s0")
+    assert _counts(schema_store) == once
+    assert schema_store.query(sla).rows[0][0] == len(recs)
+
+    insert_calls(schema_store, parts[1], service_name="loomgate", resource={}, token="other")
+    again = _counts(schema_store)
+    assert again[0] == once[0] + written[1]
+    assert again[1] == again[3] == len(recs) + len(parts[1])
