@@ -9,6 +9,7 @@ answer; the ones still stuck at the upstream when it expires are cancelled and r
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,13 +17,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from collectors.record import ListSink
 from gateway.server import run_gateway
 from gateway.testing import ACME_KEY, RecordingUpstream, standard_config
 
 DONE, FINISHING, STUCK = 5, 6, 2
 DRAIN_TIMEOUT = 1.5
 FINISH_S = 0.5  # < DRAIN_TIMEOUT: finishes while the gateway drains
-STUCK_S = 8.0  # > DRAIN_TIMEOUT: cancelled by the drain
+STUCK_S = 5.0  # well over DRAIN_TIMEOUT: cancelled by the drain
 
 
 def slow_upstream() -> RecordingUpstream:
@@ -65,7 +67,7 @@ async def test_requests_in_flight_at_shutdown_are_in_the_store_after_restart(
     outcomes = await asyncio.gather(*inflight, return_exceptions=True)
     finished = [o for o in outcomes[:FINISHING] if not isinstance(o, BaseException)]
     assert [s.status for s in finished] == [200] * FINISHING, outcomes
-    assert all(isinstance(o, aiohttp.ClientError) for o in outcomes[FINISHING:]), outcomes
+    assert all(isinstance(o, aiohttp.ClientError) for o in outcomes[FINISHING:]), outcomes[FINISHING:]
     total = DONE + FINISHING + STUCK
     assert tel.counters()["written"] == total
 
@@ -78,3 +80,26 @@ async def test_requests_in_flight_at_shutdown_are_in_the_store_after_restart(
         assert got == [("done", DONE, ["200"], [""]), ("finishing", FINISHING, ["200"], [""]),
                        ("stuck", STUCK, [""], ["shutdown"])]
         assert await e2e.scalar(gw2, e2e.SERVER_IDS) == total
+
+
+async def test_drain_timeout_bounds_how_long_in_flight_requests_run(
+    e2e: SimpleNamespace, upstream_server: Any, http: aiohttp.ClientSession,
+) -> None:
+    """``limits.drain_timeout`` is the documented bound on the wait for in-flight requests at shutdown
+    (gateway/server.py, gateway/config.py): a request still running when it expires is cancelled then."""
+    drain = 1.0
+    up = await upstream_server(slow_upstream())
+    config = e2e.with_limits(standard_config(up.url), drain_timeout=drain)
+    sink = ListSink()
+    ended: list[float] = []
+    async with run_gateway(config, sink=sink) as gw:
+        stuck = asyncio.ensure_future(e2e.send(http, gw.partner_url, "GET", "/v1/misc/stuck", key=ACME_KEY,
+                                               request_id="stuck-drain"))
+        stuck.add_done_callback(lambda _: ended.append(time.monotonic()))
+        await e2e.wait_for(lambda: up.hits == 1, 10.0, "request at the upstream")
+        drain_started = time.monotonic()
+    assert isinstance((await asyncio.gather(stuck, return_exceptions=True))[0], aiohttp.ClientError)
+    assert [(r.status, r.error_type) for r in sink.records] == [(0, "shutdown")]
+    cancelled_after = ended[0] - drain_started
+    assert cancelled_after < drain + 0.5, f"in-flight request cancelled {cancelled_after:.2f} s into a " \
+                                          f"drain with drain_timeout={drain} s"
