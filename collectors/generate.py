@@ -1,14 +1,14 @@
 """``loomgate generate``: a deterministic call and KPI history with planted effects.
 
-The same seed, sizes and end time always give the same rows.  Calls are built as ``CallRecord``s and turned
-into span rows by ``collectors.rows.span_rows`` (the live exporter's row builder), so generated and live
+The same seed, sizes and end time always give the same rows.  Calls are built as ``CallRecord``s and stored
+by ``collectors.rows.insert_calls`` (the live exporter's row builder), so generated and live
 telemetry cannot drift apart; the per-minute rollups fill through their materialized views.  KPI rows
 (artisans, orders, carts, surveys, listings, integration changes, loyalty) follow the effects stated in
 ``config/planted_effects.yaml``, which the tests read to know what the queries must recover.
 
 Sizes: ``--scale 1`` is 100,000 calls and 10,000 orders; ``--calls`` / ``--orders`` / ``--artisans``
 override.  Artisans default to ``100 * sqrt(scale)`` (at least 40).  numpy draws the random numbers in
-batches; the per-call work left in Python is the CallRecord and its span rows.
+batches; the per-call work left in Python is the CallRecord.
 """
 
 from __future__ import annotations
@@ -493,7 +493,7 @@ class Summary:
 
 def generate(store: Store, plan: Plan, eff: Effects, *, progress: bool = True) -> Summary:
     """Write the whole history into ``store`` (schema must be applied).  Blocking."""
-    from collectors.rows import SPAN_COLUMNS, TRACES_TABLE, span_rows
+    from collectors.rows import insert_calls
 
     t0 = time.monotonic()
     artisans = build_artisans(plan, eff)
@@ -502,9 +502,7 @@ def generate(store: Store, plan: Plan, eff: Effects, *, progress: bool = True) -
     bar = Progress("calls", plan.calls, enabled=progress)
     n_rows = 0
     for batch in call_batches(plan, eff, artisans):
-        rows = span_rows(batch, plan.service_name, resource)
-        store.insert(TRACES_TABLE, rows, SPAN_COLUMNS)
-        n_rows += len(rows)
+        n_rows += insert_calls(store, batch, service_name=plan.service_name, resource=resource)
         bar.update(len(batch))
     bar.finish(f"{n_rows} span rows")
     store.insert("loomgate_health_checks", health_rows(plan, eff), HEALTH_COLUMNS)
