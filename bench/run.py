@@ -8,8 +8,10 @@
 Each server is its own process; the server under test is pinned to one core, the upstream and the load
 generator share the other (when the machine has two).  Load: ``wrk`` when installed (a Lua script adds the
 API key), else ``bench/loadgen.py``.  Reports req/s and p50/p99 at 32 connections, p50/p99 at one
-connection, CPU per request, ratios against the baseline and the gateway's RSS under 1,000 concurrent
-connections, as markdown on stdout (and ``--out FILE``).
+connection, CPU per request of the server process and of the telemetry writer process, the gateway's
+event-loop lag, ratios against the baseline with their targets, the gateway's (and writer's) RSS under
+1,000 concurrent connections and the machine's load average during each run, as markdown on stdout (and
+``--out FILE``).
 
     python bench/run.py [--duration 8] [--rounds 2] [--out bench-results.md]
 """
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -71,10 +74,17 @@ class Load:
     p99_ms: float
     cpu_us_per_req: float  # server process (and its children), user + system
     child_cpu_us_per_req: float  # children only (the telemetry writer process)
+    load_avg: float = float("nan")  # 1-minute load average at the end of the run
+    lag_p99_ms: float = float("nan")  # event-loop lag during the run (gateway targets only)
+    lag_max_ms: float = float("nan")
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def own_cpu_us_per_req(self) -> float:
+        return self.cpu_us_per_req - self.child_cpu_us_per_req
 
 
 @dataclass
@@ -83,6 +93,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    lag_file: Path | None = None  # the gateway's event-loop lag samples (bench/serve_gateway.py --loop-lag)
 
     @property
     def ps(self) -> psutil.Process:
@@ -113,7 +124,8 @@ def cores() -> tuple[set[int] | None, set[int] | None]:
     return {avail[0]}, {avail[1]}
 
 
-def spawn(name: str, argv: Sequence[str], url: str, core: set[int] | None, logdir: Path) -> Server:
+def spawn(name: str, argv: Sequence[str], url: str, core: set[int] | None, logdir: Path,
+          lag_file: Path | None = None) -> Server:
     log = logdir / f"{name}.log"
 
     def pin() -> None:
@@ -124,7 +136,7 @@ def spawn(name: str, argv: Sequence[str], url: str, core: set[int] | None, logdi
     with log.open("wb") as fh:
         proc = subprocess.Popen(list(argv), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
                                 preexec_fn=pin)
-    return Server(name, proc, url, log)
+    return Server(name, proc, url, log, lag_file)
 
 
 def wait_ready(server: Server, timeout: float = 90.0) -> None:
@@ -196,14 +208,40 @@ def _parse_load(stdout: str, cpu: float, child_cpu: float) -> Load:
                 cpu_us_per_req=cpu * per, child_cpu_us_per_req=child_cpu * per)
 
 
+def loop_lag(server: Server) -> list[float]:
+    """Ask the gateway for its event-loop lag samples (ms) since the previous call (SIGUSR1)."""
+    if server.lag_file is None:
+        return []
+    before = server.lag_file.stat().st_mtime_ns if server.lag_file.exists() else 0
+    server.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if server.lag_file.exists() and server.lag_file.stat().st_mtime_ns != before:
+            with contextlib.suppress(ValueError):
+                return [float(x) for x in json.loads(server.lag_file.read_text())]
+        time.sleep(0.02)
+    return []
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def drive(server: Server, connections: int, duration: float, load_core: set[int] | None,
           script: Path | None) -> Load:
     cmd = load_command(server.url + PATH, connections, duration, script)
+    loop_lag(server)  # discard what was recorded between runs
     cpu0, child0 = cpu_seconds(server)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                          preexec_fn=_pinned(load_core), check=False)
     cpu1, child1 = cpu_seconds(server)
-    return _parse_load(out.stdout + out.stderr[-800:], cpu1 - cpu0, child1 - child0)
+    lag = loop_lag(server)
+    load = _parse_load(out.stdout + out.stderr[-800:], cpu1 - cpu0, child1 - child0)
+    return replace(load, load_avg=os.getloadavg()[0], lag_p99_ms=_percentile(lag, 0.99),
+                   lag_max_ms=max(lag) if lag else float("nan"))
 
 
 def _rss_mb(server: Server) -> tuple[float, float]:
@@ -254,7 +292,8 @@ def gateway_available() -> bool:
 
 @contextlib.contextmanager
 def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
-            load_core: set[int] | None, writer_core: set[int] | None) -> Iterator[dict[str, Server]]:
+            load_core: set[int] | None, writer_core: set[int] | None,
+            gateway_flags: Sequence[str] = ()) -> Iterator[dict[str, Server]]:
     py = sys.executable
     up_port = free_port()
     upstream_url = f"http://127.0.0.1:{up_port}"
@@ -270,11 +309,13 @@ def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
             if name not in targets:
                 continue
             port = free_port()
+            lag_file = workdir / f"{name}-loop-lag.json"
             argv = [py, str(BENCH / "serve_gateway.py"), "--port", str(port),
                     "--admin-port", str(free_port()), "--upstream", upstream_url, "--key", API_KEY,
-                    "--data-dir", str(workdir / f"{name}-data")]
+                    "--data-dir", str(workdir / f"{name}-data"), "--loop-lag", str(lag_file),
+                    *gateway_flags]
             started[name] = spawn(name, [*argv, "--telemetry"] if telemetry else argv,
-                                  f"http://127.0.0.1:{port}", server_core, workdir)
+                                  f"http://127.0.0.1:{port}", server_core, workdir, lag_file)
         for server in started.values():
             wait_ready(server)
         if writer_core is not None and "telemetry" in started:
@@ -300,70 +341,91 @@ def _header(args: argparse.Namespace, loader: str, pinned: bool) -> list[str]:
     if pinned:
         placement += ("; telemetry writer process on the gateway's core" if args.writer_core == "same"
                       else "; telemetry writer process on the load generator's core")
+    gc_note = ("CPython defaults (--gateway-default-gc)" if args.gateway_default_gc
+               else "gateway.gctune applied after start-up")
     return [
         "## Loomgate benchmark",
         "",
         f"- command: `{' '.join(['python bench/run.py', *args.argv])}`",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
         f"load generator: {loader}",
-        f"- placement: {placement}",
+        f"- placement: {placement}; gateway garbage collector: {gc_note}",
         f"- per target: {args.duration:g} s at 32 connections, {args.c1_duration:g} s at 1 connection, "
         f"{args.rounds} round(s), medians shown; request `GET {PATH}` with `X-Api-Key`",
+        "- CPU µs/req: user + system CPU time of the process during the run ÷ requests answered (less "
+        "sensitive to other work on the machine than req/s); the writer column is the telemetry writer "
+        "child process",
+        "- loop lag: how late a 10 ms ticker on the gateway's event loop fired during the run (p99 / max)",
         "",
     ]
 
 
+def _lag(loads: list[Load]) -> str:
+    p99, worst = _med(loads, "lag_p99_ms"), max((x.lag_max_ms for x in loads), default=float("nan"))
+    return "n/a" if p99 != p99 else f"{p99:.2f} / {worst:.2f}"
+
+
 def _table(res: Results) -> list[str]:
     lines = ["| target | req/s (32 conn) | p50 ms | p99 ms | p50 ms (1 conn) | p99 ms (1 conn) "
-             "| CPU µs/req | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| server CPU µs/req | writer CPU µs/req | loop lag ms 32 conn | loop lag ms 1 conn "
+             "| load avg | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in TARGETS:
         if name not in res.c32:
             continue
         c32, c1 = res.c32[name], res.c1[name]
         errors = sum(x.errors for x in c32 + c1)
+        writer = f"{_med(c32, 'child_cpu_us_per_req'):.0f}" if name == "telemetry" else "n/a"
         lines.append(f"| {LABELS[name]} | {_med(c32, 'rps'):,.0f} | {_med(c32, 'p50_ms'):.2f} "
                      f"| {_med(c32, 'p99_ms'):.2f} | {_med(c1, 'p50_ms'):.3f} | {_med(c1, 'p99_ms'):.3f} "
-                     f"| {_med(c32, 'cpu_us_per_req'):.0f} | {errors} |")
+                     f"| {_med(c32, 'own_cpu_us_per_req'):.0f} | {writer} | {_lag(c32)} | {_lag(c1)} "
+                     f"| {_med(c32 + c1, 'load_avg'):.1f} | {errors} |")
     return [*lines, ""]
+
+
+def _row(label: str, value: str, target: str = "", ok: bool | None = None) -> str:
+    return f"| {label} | {value} | {target} | {'' if ok is None else _verdict(ok)} |"
 
 
 def _comparisons(res: Results) -> list[str]:
     if "baseline" not in res.c32:
         return []
     base, base1 = res.c32["baseline"], res.c1["baseline"]
-    lines = ["| comparison with the baseline | value | target | verdict |", "|---|---:|---:|---|"]
+    base_cpu = _med(base, "own_cpu_us_per_req")
+    lines = ["| comparison with the baseline (same run) | value | target | verdict |", "|---|---:|---:|---|"]
     if "gateway" in res.c32:
         g, g1 = res.c32["gateway"], res.c1["gateway"]
         ratio = _med(g, "rps") / _med(base, "rps")
         added1 = (_med(g1, "p50_ms") - _med(base1, "p50_ms")) * 1000
         added32 = (_med(g, "p50_ms") - _med(base, "p50_ms")) * 1000
-        extra_cpu = _med(g, "cpu_us_per_req") - _med(base, "cpu_us_per_req")
+        g_cpu = _med(g, "own_cpu_us_per_req")
         lines += [
-            f"| gateway / baseline req/s | {ratio:.3f} | ≥ 0.92 | {_verdict(ratio >= 0.92)} |",
-            f"| gateway p50 added latency (1 conn) | {added1:.0f} µs | ≤ 300 µs "
-            f"| {_verdict(added1 <= 300)} |",
-            f"| gateway p50 added latency (32 conn) | {added32:.0f} µs | | |",
-            f"| gateway CPU over baseline | {extra_cpu:.0f} µs/req | | |",
-            f"| gateway / baseline by CPU per request (capacity of one dedicated core) "
-            f"| {_med(base, 'cpu_us_per_req') / _med(g, 'cpu_us_per_req'):.3f} | (≥ 0.92) | |",
+            _row("gateway / baseline req/s (32 conn)", f"{ratio:.3f}", "≥ 0.92", ratio >= 0.92),
+            _row("gateway p50 added latency (1 conn)", f"{added1:.0f} µs", "≤ 300 µs", added1 <= 300),
+            _row("gateway p50 added latency (32 conn)", f"{added32:.0f} µs"),
+            _row("gateway CPU over baseline", f"{g_cpu - base_cpu:.0f} µs/req"),
+            _row("gateway / baseline by CPU per request (capacity of one dedicated core)",
+                 f"{base_cpu / g_cpu:.3f}", "(≥ 0.92)"),
         ]
     if "telemetry" in res.c32:
         t, t1 = res.c32["telemetry"], res.c1["telemetry"]
         ratio = _med(t, "rps") / _med(base, "rps")
         p99 = _med(t1, "p99_ms")
-        own_cpu = _med(t, "cpu_us_per_req") - _med(t, "child_cpu_us_per_req")
+        own, writer = _med(t, "own_cpu_us_per_req"), _med(t, "child_cpu_us_per_req")
         lines += [
-            f"| full telemetry / baseline req/s | {ratio:.3f} | ≥ 0.85 | {_verdict(ratio >= 0.85)} |",
-            f"| full telemetry p99 (1 conn) | {p99:.3f} ms | ≤ 1 ms | {_verdict(p99 <= 1.0)} |",
-            f"| telemetry CPU in the writer process | {_med(t, 'child_cpu_us_per_req'):.1f} µs/req | | |",
-            f"| full telemetry / baseline by gateway-process CPU per request "
-            f"| {_med(base, 'cpu_us_per_req') / own_cpu:.3f} "
-            "| (≥ 0.85) | |",
+            _row("full telemetry / baseline req/s (32 conn)", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85),
+            _row("full telemetry p99 (1 conn)", f"{p99:.3f} ms", "≤ 1 ms", p99 <= 1.0),
+            _row("full telemetry / baseline by gateway-process CPU per request", f"{base_cpu / own:.3f}",
+                 "(≥ 0.85)"),
         ]
         if "gateway" in res.c32:
-            own = (_med(t, "cpu_us_per_req") - _med(t, "child_cpu_us_per_req")
-                   - _med(res.c32["gateway"], "cpu_us_per_req"))
-            lines.append(f"| telemetry CPU in the gateway process | {own:.1f} µs/req | | |")
+            extra = own - _med(res.c32["gateway"], "own_cpu_us_per_req")
+            lines.append(_row("telemetry CPU in the gateway process (vs gateway without telemetry)",
+                              f"{extra:.1f} µs/req"))
+        lines += [
+            _row("telemetry CPU in the writer process", f"{writer:.1f} µs/req"),
+            _row("event-loop lag with telemetry, p99 / max (1 conn)", f"{_lag(t1)} ms"),
+        ]
     return [*lines, ""]
 
 
@@ -396,6 +458,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--writer-core", choices=("other", "same"), default="other",
                    help="core of the telemetry writer process: the load generator's ('other', default: "
                         "the gateway process alone has its core) or the gateway's ('same')")
+    p.add_argument("--gateway-default-gc", action="store_true",
+                   help="run the gateway with CPython's garbage-collector defaults (no gateway.gctune)")
     p.add_argument("--out", help="also write the markdown report to this file")
     args = p.parse_args(argv)
     args.argv = argv
@@ -424,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             script = workdir / "key.lua"
             script.write_text(WRK_SCRIPT % API_KEY)
         writer_core = load_core if args.writer_core == "other" else None
-        with servers(workdir, targets, server_core, load_core, writer_core) as procs:
+        flags = ["--default-gc"] if args.gateway_default_gc else []
+        with servers(workdir, targets, server_core, load_core, writer_core, flags) as procs:
             for name in targets:  # warm-up: pools filled, code paths hot, store tables created
                 drive(procs[name], 32, 1.0, load_core, script)
             for rnd in range(args.rounds):
@@ -440,9 +505,11 @@ def main(argv: list[str] | None = None) -> int:
                 res.rss = rss_under_connections(procs[rss_target], args.rss_connections,
                                                 args.rss_seconds, load_core, script)
                 res.rss_target = rss_target
+    loads = [x.load_avg for runs in (*res.c32.values(), *res.c1.values()) for x in runs]
     res.notes.append(f"whole run took {time.monotonic() - started:.0f} s; 1-min load average "
-                     f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after (other work on the machine "
-                     "skews absolute numbers: compare ratios from the same run)")
+                     f"{load_before:.2f} before, {min(loads, default=0):.2f} to {max(loads, default=0):.2f} "
+                     f"during, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs; other work on the "
+                     "machine skews absolute numbers: compare ratios and CPU per request from the same run)")
     report = render(res, args, loader, server_core is not None)
     print(report)
     if args.out:

@@ -2,6 +2,13 @@
 telemetry on (embedded store under --data-dir) or off.
 
 The config is built from the typed objects directly, so the benchmark does not depend on a YAML file.
+Once serving, the process applies ``gateway.gctune`` (as ``loomgate serve`` should; ``--default-gc`` keeps
+CPython's defaults for comparison).
+
+Event-loop lag (``--loop-lag FILE``): a 10 ms ticker records how late each tick fires, i.e. how long a
+request arriving then would have waited for the loop.  Each SIGUSR1 writes the samples taken since the
+previous one to FILE (JSON list of milliseconds, replaced atomically) and starts a new set, so the
+benchmark reads the lag of exactly one load run.  The ticker costs ~100 wake-ups a second.
 
     python bench/serve_gateway.py --port 9103 --upstream http://127.0.0.1:9101 --key KEY [--telemetry]
 """
@@ -10,8 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
+import json
+import os
 import signal
+import time
+from pathlib import Path
 
 from gateway.config import (
     AdminListener,
@@ -44,7 +56,33 @@ def bench_config(args: argparse.Namespace) -> Config:
     )
 
 
-async def serve(config: Config) -> None:
+LAG_TICK = 0.010
+LAG_MAX_SAMPLES = 100_000
+
+
+class LagProbe:
+    """Lateness of a periodic tick on the event loop, in milliseconds, dumped per load run on SIGUSR1."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(LAG_TICK)
+            if len(self.samples) < LAG_MAX_SAMPLES:
+                self.samples.append((time.perf_counter() - t0 - LAG_TICK) * 1e3)
+
+    def dump(self) -> None:
+        samples, self.samples = self.samples, []
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(samples))
+        os.replace(tmp, self.path)
+
+
+async def serve(config: Config, *, tune_gc: bool = True, lag_file: str | None = None) -> None:
+    from gateway.gctune import tune_gc_for_serving
     from gateway.server import run_gateway
 
     stop = asyncio.Event()
@@ -52,8 +90,19 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with run_gateway(config) as gw:
+        if tune_gc:
+            tune_gc_for_serving()
+        probe_task = None
+        if lag_file:
+            probe = LagProbe(Path(lag_file))
+            loop.add_signal_handler(signal.SIGUSR1, probe.dump)
+            probe_task = loop.create_task(probe.run())
         print(f"gateway on {gw.partner_url} (admin {gw.admin_url})", flush=True)
         await stop.wait()
+        if probe_task is not None:
+            probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe_task
 
 
 def main() -> None:
@@ -64,7 +113,10 @@ def main() -> None:
     p.add_argument("--key", required=True)
     p.add_argument("--telemetry", action="store_true")
     p.add_argument("--data-dir", default="./bench-data")
-    asyncio.run(serve(bench_config(p.parse_args())))
+    p.add_argument("--default-gc", action="store_true", help="keep CPython's garbage-collector defaults")
+    p.add_argument("--loop-lag", metavar="FILE", help="record event-loop lag; SIGUSR1 writes it to FILE")
+    args = p.parse_args()
+    asyncio.run(serve(bench_config(args), tune_gc=not args.default_gc, lag_file=args.loop_lag))
 
 
 if __name__ == "__main__":
