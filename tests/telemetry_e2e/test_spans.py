@@ -124,6 +124,7 @@ CASES: tuple[Case, ...] = (
 OPTIONAL_ATTRS = ("partner.id", "artisan.id", "loomgate.route", "loomgate.upstream", "http.route",
                   "error.type", "loomgate.error_source")
 SLACK_NS = 50_000_000  # the gateway stops its clock a moment after the client may have read the answer
+TIMER_EARLY_NS = 10_000_000  # event-loop timers (sleeps, read timeouts) may fire a little early
 
 
 def expected_attrs(case: Case, request_id: str) -> dict[str, str | None]:
@@ -203,7 +204,8 @@ async def test_every_outcome_is_one_server_span_with_the_right_attributes(
         assert len(span_id) == 16 and span_id != parent
         # duration: nanoseconds, within what the client measured around the request
         assert s.start_ns <= start_ns <= s.start_ns + s.elapsed_ns, label
-        assert case.min_duration * 1e9 <= duration <= s.elapsed_ns + SLACK_NS, (label, duration, s.elapsed_ns)
+        low = case.min_duration * 1e9 - TIMER_EARLY_NS
+        assert low <= duration <= s.elapsed_ns + SLACK_NS, (label, duration, s.elapsed_ns)
         assert duration > 0
         client = client_by_parent.get(span_id)
         if not case.called:
