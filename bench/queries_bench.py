@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rows: {counts}")
     print(f"{'query':28} {'median s':>9} {'max s':>7} {'rows':>6}")
     for q in list_queries():
+        required = [p for p in q.params if p not in q.defaults and p not in ("start", "end")]
+        if required:
+            print(f"{q.name:28} skipped: needs {', '.join(required)}")
+            continue
         params = {k: END.isoformat() for k in q.params if k == "end"}
         if "start" in q.params:
             params["start"] = (END - dt.timedelta(days=30)).isoformat()

@@ -22,15 +22,17 @@ WITH
         WHERE ({change_id:String} = '' OR change_id = {change_id:String})
           AND ({partner:String} = '' OR partner_id = {partner:String})
     ),
+    -- Each rollup row is matched to the changes it falls under without a JOIN (which would copy every
+    -- latency state): the few changes are one array, filtered per row.
+    (SELECT groupArray((change_id, partner_id, scope, ts, b_start, a_end)) FROM changes) AS change_list,
     health_rows AS (
-        SELECT ch.change_id AS change_id, r.minute >= ch.ts AS after, r.artisan AS artisan,
-               r.calls AS calls, r.errors AS errors, r.latency_ms AS latency_ms,
-               r.sync_lag_measured AS lag_n, r.sync_lag_ms AS sync_lag_ms
-        FROM loomgate_calls_1m AS r
-        INNER JOIN changes AS ch ON r.partner = ch.partner_id
-        WHERE r.minute >= (SELECT min(b_start) FROM changes) AND r.minute < (SELECT max(a_end) FROM changes)
-          AND r.minute >= ch.b_start AND r.minute < ch.a_end
-          AND (ch.scope = '*' OR r.artisan = ch.scope) AND r.artisan != ''
+        SELECT ch.1 AS change_id, minute >= ch.4 AS after, artisan,
+               calls, errors, latency_ms, sync_lag_measured AS lag_n, sync_lag_ms
+        FROM loomgate_calls_1m
+        ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
+                                    AND minute >= c.5 AND minute < c.6, change_list) AS ch
+        WHERE minute >= (SELECT min(b_start) FROM changes) AND minute < (SELECT max(a_end) FROM changes)
+          AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
     ),
     health AS (
         SELECT change_id,
@@ -48,8 +50,14 @@ WITH
         FROM health_rows
         GROUP BY change_id
     ),
+    -- The affected artisans, from the rollup's keys only (no latency states read).
     affected AS (
-        SELECT DISTINCT change_id, artisan FROM health_rows
+        SELECT DISTINCT ch.1 AS change_id, artisan
+        FROM loomgate_calls_1m
+        ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
+                                    AND minute >= c.5 AND minute < c.6, change_list) AS ch
+        WHERE minute >= (SELECT min(b_start) FROM changes) AND minute < (SELECT max(a_end) FROM changes)
+          AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
         UNION DISTINCT
         SELECT change_id, scope FROM changes WHERE scope != '*'
     ),
