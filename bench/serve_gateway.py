@@ -82,7 +82,6 @@ class LagProbe:
 
 
 async def serve(config: Config, *, tune_gc: bool = True, lag_file: str | None = None) -> None:
-    from gateway.gctune import tune_gc_for_serving
     from gateway.server import run_gateway
 
     stop = asyncio.Event()
@@ -91,6 +90,8 @@ async def serve(config: Config, *, tune_gc: bool = True, lag_file: str | None = 
         loop.add_signal_handler(sig, stop.set)
     async with run_gateway(config) as gw:
         if tune_gc:
+            from gateway.gctune import tune_gc_for_serving
+
             tune_gc_for_serving()
         probe_task = None
         if lag_file:

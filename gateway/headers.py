@@ -64,9 +64,12 @@ _NONE: frozenset[str] = frozenset()
 
 def connection_tokens(headers: Headers) -> frozenset[str]:
     """Lowercase header names listed in every ``Connection`` header (they are hop-by-hop too)."""
-    if "Connection" not in headers:
+    values = headers.getall("Connection", None)
+    if not values:
         return _NONE
-    values = headers.getall("Connection")
+    if len(values) == 1 and "," not in values[0]:  # one token, usually keep-alive or close
+        token = values[0].strip().lower()
+        return frozenset((token,)) if token else _NONE
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
@@ -95,6 +98,8 @@ def _rewrite(
 
 
 def _append(values: list[str], own: str) -> str:
+    if not values:  # the usual case: nobody before us
+        return own
     prior = ", ".join(v for v in values if v)
     return f"{prior}, {own}" if prior else own
 
@@ -124,9 +129,14 @@ def forward_request_headers(
 
 def response_headers(upstream: Headers) -> CIMultiDict[str]:
     """Headers to send the client for an upstream response; framing is left to the proxy."""
+    return CIMultiDict(response_header_items(upstream))
+
+
+def response_header_items(upstream: Headers) -> list[tuple[str, str]]:
+    """``response_headers`` as a list of pairs, for a caller that adds its own before building the mapping."""
     kept, via, _ = _rewrite(upstream, _RESPONSE_DROP, ("via", ""))
     kept.append(("Via", _append(via, VIA)))
-    return CIMultiDict(kept)
+    return kept
 
 
 # ------------------------------------------------------------------------------------ W3C trace context

@@ -70,7 +70,7 @@ from gateway.headers import (
     new_trace_id,
     parse_traceparent,
     request_id,
-    response_headers,
+    response_header_items,
 )
 from gateway.ratelimit import RateLimiter
 from gateway.routing import RouteMatch, RouteTable, build_upstream_url, normalize_path
@@ -609,11 +609,12 @@ class Proxy:
     ) -> tuple[web.StreamResponse, bool]:
         """Stream the upstream's response to the client; False when the upstream broke off mid-body."""
         length = up.headers.get("Content-Length")
-        factory = web.StreamResponse if length is None else _SizedResponse
-        resp = factory(status=status, reason=up.reason, headers=response_headers(up.headers))
-        resp.headers["X-Request-Id"] = c.request_id
+        items = response_header_items(up.headers)  # framing headers dropped: the proxy sets them
         if length is not None:
-            resp.headers["Content-Length"] = length  # else aiohttp sends chunked
+            items.append(("Content-Length", length))  # else aiohttp sends chunked
+        factory = web.StreamResponse if length is None else _SizedResponse
+        resp = factory(status=status, reason=up.reason, headers=items)  # one header mapping built
+        resp.headers["X-Request-Id"] = c.request_id  # replaces one the upstream sent
         try:
             await resp.prepare(request)
         except ConnectionError:
