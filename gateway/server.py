@@ -40,6 +40,8 @@ log = logging.getLogger("loomgate.server")
 
 # Bursts of new partner connections queue in the kernel instead of waiting for SYN retries (aiohttp: 128).
 _LISTEN_BACKLOG = 2048
+_DRAIN_POLL = 0.02
+_CANCEL_GRACE = 0.05
 
 ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str], None]
 
@@ -118,7 +120,7 @@ def _runner_kwargs(config: Config) -> dict[str, Any]:
     limits = config.limits
     return {
         "access_log": None,  # no per-request logging: every request is in telemetry instead
-        "shutdown_timeout": limits.drain_timeout,
+        "shutdown_timeout": _CANCEL_GRACE,  # after the drain wait: cancel what is left promptly
         "max_line_size": limits.max_line_size,
         "max_field_size": limits.max_field_size,
         "max_headers": limits.max_headers,
@@ -150,9 +152,20 @@ class RunningGateway:
         Idempotent; the admin listener stays up (``/readyz`` answers 503 while draining).
         """
         if self._drain_task is None:
-            self.proxy.draining = True
-            self._drain_task = asyncio.ensure_future(self.partner_runner.cleanup())
+            self._drain_task = asyncio.ensure_future(self._drain())
         await asyncio.shield(self._drain_task)
+
+    async def _drain(self) -> None:
+        # The wait is ours rather than aiohttp's shutdown_timeout: aiohttp waits that long twice per
+        # connection, which would let in-flight requests run for twice the configured drain timeout.
+        self.proxy.draining = True
+        for site in list(self.partner_runner.sites):
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.services.config.limits.drain_timeout
+        while self.proxy.inflight and loop.time() < deadline:
+            await asyncio.sleep(_DRAIN_POLL)
+        await self.partner_runner.cleanup()  # cancels what is still running, closes the pools
 
 
 def _url(runner: web.AppRunner) -> str:
