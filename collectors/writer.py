@@ -64,7 +64,8 @@ log = logging.getLogger("loomgate.writer")
 
 PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
 GC_EVERY = 30.0  # seconds between explicit garbage collections
-MAX_INSERT_RECORDS = 50_000  # waiting batches are combined into one insert up to this many records
+MAX_INSERT_RECORDS = 100_000  # waiting batches are combined into one insert up to this many records:
+# each insert has a fixed ClickHouse cost (parts, views) of ~80 ms, ~0.4 µs per span row at this size
 _IDLE_TICK = 0.2
 
 
