@@ -251,9 +251,10 @@ def bars_svg(groups: Sequence[tuple[str, float, float]], *, width: int = 300, he
 def _span(values: Sequence[float]) -> tuple[float, float]:
     lo, hi = min(values), max(values)
     if hi - lo < 1e-12:
-        return lo - 1, hi + 1
+        return (max(lo - 1, 0.0) if lo >= 0 else lo - 1), hi + 1
     pad = (hi - lo) * 0.05
-    return lo - pad, hi + pad
+    # Rates, latencies and lags are never negative: padding must not invent negative axis values.
+    return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
 
 
 def _fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
