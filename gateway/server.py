@@ -32,6 +32,7 @@ from gateway.admin import build_admin_app
 from gateway.app import PROXY_KEY, build_partner_app
 from gateway.config import Config
 from gateway.errors import error_body
+from gateway.gctune import tune_gc_for_serving
 from gateway.headers import request_id
 from gateway.proxy import Proxy
 from gateway.services import Services, start_services, stop_services
@@ -235,6 +236,7 @@ async def serve(config: Config, *, ready: Callable[[RunningGateway], None] | Non
     try:
         async with run_gateway(config) as gw:
             log.info("loomgate serving partners on %s, admin on %s", gw.partner_url, gw.admin_url)
+            tune_gc_for_serving()
             if ready is not None:
                 ready(gw)
             await stop.wait()
