@@ -10,7 +10,8 @@
 -- formula: loyalty engagement = members active (earn/redeem) in the window ÷ members enrolled by its end
 -- formula: integration uptime = 1 − Σ check interval while DOWN ÷ Σ check interval over every upstream's
 --   health checks; without checks, 1 − upstream-caused failed calls ÷ calls
--- note: KPI tables read with FINAL; calls from the rollup loomgate_calls_1m.
+-- note: KPI tables read with FINAL; calls from the per-day rollup loomgate_calls_1d for whole UTC days and
+--   loomgate_calls_1m for the partial days at the window's edges.
 -- param: start DateTime64(3, 'UTC') = -30d   -- start of the window (inclusive)
 -- param: end DateTime64(3, 'UTC') = now      -- end of the window (exclusive)
 WITH
@@ -32,11 +33,25 @@ WITH
         FROM kpi_survey_responses FINAL
         WHERE kind = 'post_purchase' AND ts >= w_start AND ts < w_end
     ),
+    toStartOfMinute(w_start) AS m_start,
+    -- whole days [d_first, d_last) from the per-day rollup; the minutes outside them from the per-minute one
+    toStartOfDay(m_start - toIntervalMillisecond(1)) + toIntervalDay(1) AS d_first,
+    toStartOfDay(toStartOfMinute(w_end - toIntervalMillisecond(1)) + toIntervalMinute(1)) AS d_last,
     lag AS (
         SELECT sum(sync_lag_measured) AS samples, quantileTDigestMerge(0.95)(sync_lag_ms) / 1000 AS p95_s,
                sum(calls) AS n_calls, sum(errors_upstream) AS n_upstream_errors
-        FROM loomgate_calls_1m
-        WHERE minute >= toStartOfMinute(w_start) AND minute < w_end
+        FROM (
+            SELECT calls, errors_upstream, sync_lag_measured, sync_lag_ms
+            FROM loomgate_calls_1d
+            WHERE day >= toDate(d_first) AND day < toDate(d_last)
+            UNION ALL
+            SELECT calls, errors_upstream, sync_lag_measured, sync_lag_ms
+            FROM loomgate_calls_1m
+            -- stated on toStartOfHour(minute), the first sort key column, so the index skips the whole days
+            WHERE toStartOfHour(minute) >= toStartOfHour(m_start) AND toStartOfHour(minute) < w_end
+              AND (toStartOfHour(minute) < d_first OR toStartOfHour(minute) >= d_last)
+              AND minute >= m_start AND minute < w_end
+        )
     ),
     buyers AS (
         SELECT count() AS n_buyers, countIf(n >= 2) AS n_repeat

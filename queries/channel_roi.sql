@@ -32,53 +32,65 @@ WITH
         WHERE has_created AND created_at >= w_start AND created_at < w_end
         GROUP BY ch, pc
     ),
-    orders AS (
-        SELECT key.1 AS ch, key.2 AS pc, order_id, buyer_id, artisan_id, toFloat64(amount) AS value
-        FROM kpi_orders FINAL
-        ARRAY JOIN [(channel, promo_code), (channel, '*'), ('*', '*')] AS key
-        WHERE ts >= w_start AND ts < w_end AND ({currency:String} = '' OR currency = {currency:String})
-    ),
-    sales AS (
-        SELECT ch, pc, count() AS n_orders, sum(value) AS revenue, uniqExact(artisan_id, buyer_id) AS n_buyers
-        FROM orders
-        GROUP BY ch, pc
-    ),
-    repeaters AS (
-        SELECT ch, pc, count() AS pairs, countIf(n >= 2) AS repeat_pairs
-        FROM (SELECT ch, pc, artisan_id, buyer_id, count() AS n FROM orders GROUP BY ch, pc, artisan_id, buyer_id)
-        GROUP BY ch, pc
-    ),
+    -- Post-purchase surveys per order (any delivery time: they follow the order they ask about).
     feedback AS (
-        SELECT o.ch AS ch, o.pc AS pc, count() AS delivered,
-               countIf(s.answered) AS answered_n, avgIf(s.score, s.answered AND s.score IS NOT NULL) AS score
-        FROM kpi_survey_responses AS s FINAL
-        INNER JOIN orders AS o ON o.order_id = s.order_id
-        WHERE s.kind = 'post_purchase' AND s.order_id != ''
-        GROUP BY ch, pc
+        SELECT order_id, count() AS delivered, countIf(answered) AS answered_n,
+               sumIf(toFloat64(score), answered AND score IS NOT NULL) AS score_sum,
+               countIf(answered AND score IS NOT NULL) AS score_n
+        FROM kpi_survey_responses FINAL
+        WHERE kind = 'post_purchase' AND order_id != ''
+        GROUP BY order_id
     ),
-    keys AS (
-        SELECT ch, pc FROM carts UNION DISTINCT SELECT ch, pc FROM sales
+    -- Orders read once: per channel / promo key × artisan × buyer (buyers and repeaters), with their surveys.
+    pairs AS (
+        SELECT key.1 AS ch, key.2 AS pc, artisan_id, buyer_id, count() AS n, sum(value) AS revenue,
+               sum(delivered) AS delivered, sum(answered_n) AS answered_n,
+               sum(score_sum) AS score_sum, sum(score_n) AS score_n
+        FROM (
+            SELECT o.channel AS channel, o.promo_code AS promo_code, o.artisan_id AS artisan_id,
+                   o.buyer_id AS buyer_id, toFloat64(o.amount) AS value, f.delivered AS delivered,
+                   f.answered_n AS answered_n, f.score_sum AS score_sum, f.score_n AS score_n
+            FROM kpi_orders AS o FINAL
+            LEFT JOIN feedback AS f ON f.order_id = o.order_id
+            WHERE o.ts >= w_start AND o.ts < w_end AND ({currency:String} = '' OR o.currency = {currency:String})
+        )
+        ARRAY JOIN [(channel, promo_code), (channel, '*'), ('*', '*')] AS key
+        GROUP BY ch, pc, artisan_id, buyer_id
+    ),
+    -- Carts and sales stacked and summed per key, so each is computed once.
+    merged AS (
+        SELECT ch, pc, sum(m_created) AS created, sum(m_bought) AS bought, sum(m_orders) AS n_orders,
+               sum(m_revenue) AS revenue, sum(m_pairs) AS n_pairs, sum(m_repeat) AS repeat_pairs,
+               sum(m_delivered) AS delivered, sum(m_answered) AS answered_n, sum(m_score_sum) AS score_sum,
+               sum(m_score_n) AS score_n
+        FROM (
+            SELECT ch, pc, created AS m_created, bought AS m_bought, 0 AS m_orders, 0 AS m_revenue, 0 AS m_pairs,
+                   0 AS m_repeat, 0 AS m_delivered, 0 AS m_answered, 0 AS m_score_sum, 0 AS m_score_n
+            FROM carts
+            UNION ALL
+            SELECT ch, pc, 0, 0, sum(n), sum(revenue), count(), countIf(n >= 2), sum(delivered), sum(answered_n),
+                   sum(score_sum), sum(score_n)
+            FROM pairs
+            GROUP BY ch, pc
+        )
+        GROUP BY ch, pc
     )
 SELECT
-    k.ch AS channel,
-    k.pc AS promo_code,
-    c.created AS carts_created,
-    c.bought AS carts_purchased,
-    if(c.created = 0, NULL, round(c.bought / c.created, 4)) AS conversion,
-    if(c.created = 0, NULL, round(1 - c.bought / c.created, 4)) AS cart_abandonment,
-    s.n_orders AS orders,
-    s.n_buyers AS buyers,
-    round(s.revenue, 2) AS revenue,
-    if(s.n_orders = 0, NULL, round(s.revenue / s.n_orders, 2)) AS aov,
-    if(r.pairs = 0, NULL, round(r.repeat_pairs / r.pairs, 4)) AS repeat_purchase,
-    if(f.delivered = 0, NULL, round(f.answered_n / f.delivered, 4)) AS post_purchase_response_rate,
-    round(f.score, 2) AS feedback_score,
-    indexOf({spend_channels:Array(String)}, k.ch) AS spend_idx,
-    if(spend_idx = 0 OR k.pc != '*', NULL, {spend_amounts:Array(Float64)}[spend_idx]) AS spend,
-    if(spend > 0, round((s.revenue - spend) / spend, 4), NULL) AS roi
-FROM keys AS k
-LEFT JOIN carts AS c ON c.ch = k.ch AND c.pc = k.pc
-LEFT JOIN sales AS s ON s.ch = k.ch AND s.pc = k.pc
-LEFT JOIN repeaters AS r ON r.ch = k.ch AND r.pc = k.pc
-LEFT JOIN feedback AS f ON f.ch = k.ch AND f.pc = k.pc
+    ch AS channel,
+    pc AS promo_code,
+    created AS carts_created,
+    bought AS carts_purchased,
+    if(created = 0, NULL, round(bought / created, 4)) AS conversion,
+    if(created = 0, NULL, round(1 - bought / created, 4)) AS cart_abandonment,
+    n_orders AS orders,
+    n_pairs AS buyers,
+    round(revenue, 2) AS revenue,
+    if(n_orders = 0, NULL, round(revenue / n_orders, 2)) AS aov,
+    if(n_pairs = 0, NULL, round(repeat_pairs / n_pairs, 4)) AS repeat_purchase,
+    if(delivered = 0, NULL, round(answered_n / delivered, 4)) AS post_purchase_response_rate,
+    if(score_n = 0, NULL, round(score_sum / score_n, 2)) AS feedback_score,
+    indexOf({spend_channels:Array(String)}, ch) AS spend_idx,
+    if(spend_idx = 0 OR pc != '*', NULL, {spend_amounts:Array(Float64)}[spend_idx]) AS spend,
+    if(spend > 0, round((revenue - spend) / spend, 4), NULL) AS roi
+FROM merged
 ORDER BY channel = '*' DESC, channel, promo_code = '*' DESC, promo_code

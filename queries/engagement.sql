@@ -8,21 +8,43 @@
 --   updated in the window; trend = this window's rate − the previous window's
 -- formula: active artisan = at least one API call or one order in the window;
 --   artisan active rate = active artisans ÷ artisans that joined before the window's end
--- note: calls from the rollup loomgate_calls_1m; KPI tables read with FINAL (re-imports count once).
+-- note: calls from the per-day rollup loomgate_calls_1d for whole UTC days inside either window and from
+--   loomgate_calls_1m for the partial days (window edges); KPI tables read with FINAL (re-imports count once).
 -- param: start DateTime64(3, 'UTC') = -30d  -- start of the window (inclusive)
 -- param: end DateTime64(3, 'UTC') = now     -- end of the window (exclusive); previous = same length before
 WITH
     {start:DateTime64(3, 'UTC')} AS w_start,
     {end:DateTime64(3, 'UTC')} AS w_end,
     fromUnixTimestamp64Milli(2 * toUnixTimestamp64Milli(w_start) - toUnixTimestamp64Milli(w_end), 'UTC') AS p_start,
+    -- Minutes [m_prev, m_cur) are the previous window, [m_cur, w_end) this one.  Whole UTC days from the
+    -- per-day rollup: [d_first, d_last) except the day that holds m_cur when m_cur is not a midnight; every
+    -- other minute from the per-minute rollup (conditions on toStartOfHour(minute), its first sort key column).
+    toStartOfMinute(p_start) AS m_prev,
+    toStartOfMinute(w_start) AS m_cur,
+    toStartOfDay(m_prev - toIntervalMillisecond(1)) + toIntervalDay(1) AS d_first,
+    toStartOfDay(toStartOfMinute(w_end - toIntervalMillisecond(1)) + toIntervalMinute(1)) AS d_last,
+    toStartOfDay(m_cur) AS split_day_start,
+    toStartOfDay(m_cur - toIntervalMillisecond(1)) + toIntervalDay(1) AS split_day_end,
+    call_rows AS (
+        SELECT artisan, partner, calls, toDateTime(day, 'UTC') >= m_cur AS cur
+        FROM loomgate_calls_1d
+        WHERE day >= toDate(d_first) AND day < toDate(d_last) AND artisan != ''
+          AND NOT (day >= toDate(split_day_start) AND day < toDate(split_day_end))
+        UNION ALL
+        SELECT artisan, partner, calls, minute >= m_cur AS cur
+        FROM loomgate_calls_1m
+        WHERE toStartOfHour(minute) >= toStartOfHour(m_prev) AND toStartOfHour(minute) < w_end
+          AND (toStartOfHour(minute) < d_first OR toStartOfHour(minute) >= d_last
+               OR (toStartOfHour(minute) >= split_day_start AND toStartOfHour(minute) < split_day_end))
+          AND minute >= m_prev AND minute < w_end AND artisan != ''
+    ),
     calls AS (
         SELECT artisan,
-               sumIf(calls, minute >= toStartOfMinute(w_start)) AS n_calls,
-               sumIf(calls, minute < toStartOfMinute(w_start)) AS n_prev,
-               uniqExactIf(partner, minute >= toStartOfMinute(w_start) AND calls > 0) AS n_partners,
-               uniqExactIf(partner, minute < toStartOfMinute(w_start) AND calls > 0) AS n_partners_prev
-        FROM loomgate_calls_1m
-        WHERE minute >= toStartOfMinute(p_start) AND minute < w_end AND artisan != ''
+               sumIf(calls, cur) AS n_calls,
+               sumIf(calls, NOT cur) AS n_prev,
+               uniqExactIf(partner, cur AND calls > 0) AS n_partners,
+               uniqExactIf(partner, NOT cur AND calls > 0) AS n_partners_prev
+        FROM call_rows
         GROUP BY artisan
     ),
     listings AS (

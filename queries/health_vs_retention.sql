@@ -13,7 +13,8 @@
 -- note: finding = 'too small' when n < min_artisans; 'no effect' when |z| < z_threshold; else 'higher
 --   <metric> goes with higher <KPI>' or '... lower <KPI>'.  Correlation is not causation: see
 --   integration_change_impact for before/after evidence.
--- note: health from the per-minute rollup loomgate_calls_1m; KPI tables read with FINAL.
+-- note: health from the per-day rollup loomgate_calls_1d for whole UTC days and loomgate_calls_1m for the
+--   partial days at the window's edges; KPI tables read with FINAL.
 -- param: start DateTime64(3, 'UTC') = -30d   -- start of the window (inclusive)
 -- param: end DateTime64(3, 'UTC') = now      -- end of the window (exclusive)
 -- param: min_calls UInt32 = 20               -- artisans with fewer calls are left out
@@ -23,6 +24,10 @@
 WITH
     {start:DateTime64(3, 'UTC')} AS w_start,
     {end:DateTime64(3, 'UTC')} AS w_end,
+    toStartOfMinute(w_start) AS m_start,
+    -- whole days [d_first, d_last) from the per-day rollup; the minutes outside them from the per-minute one
+    toStartOfDay(m_start - toIntervalMillisecond(1)) + toIntervalDay(1) AS d_first,
+    toStartOfDay(toStartOfMinute(w_end - toIntervalMillisecond(1)) + toIntervalMinute(1)) AS d_last,
     health AS (
         SELECT artisan,
                sum(calls) AS n_calls,
@@ -30,8 +35,18 @@ WITH
                quantileTDigestMerge(0.5)(latency_ms) AS latency_p50_ms,
                if(sum(sync_lag_measured) > 0, quantileTDigestMerge(0.95)(sync_lag_ms) / 1000, NULL)
                    AS sync_lag_p95_s
-        FROM loomgate_calls_1m
-        WHERE minute >= toStartOfMinute(w_start) AND minute < w_end AND artisan != ''
+        FROM (
+            SELECT artisan, calls, errors, latency_ms, sync_lag_measured, sync_lag_ms
+            FROM loomgate_calls_1d
+            WHERE day >= toDate(d_first) AND day < toDate(d_last) AND artisan != ''
+            UNION ALL
+            SELECT artisan, calls, errors, latency_ms, sync_lag_measured, sync_lag_ms
+            FROM loomgate_calls_1m
+            -- stated on toStartOfHour(minute), the first sort key column, so the index skips the whole days
+            WHERE toStartOfHour(minute) >= toStartOfHour(m_start) AND toStartOfHour(minute) < w_end
+              AND (toStartOfHour(minute) < d_first OR toStartOfHour(minute) >= d_last)
+              AND minute >= m_start AND minute < w_end AND artisan != ''
+        )
         GROUP BY artisan
         HAVING n_calls >= {min_calls:UInt32}
     ),

@@ -8,8 +8,9 @@
 --   cart abandonment = 1 − carts purchased ÷ carts created; AOV = revenue ÷ orders
 -- note: after_complete = 0 when the after window reaches past `now` (a partial window: read with care).
 --   A before/after difference can also come from seasonality or other changes in the same windows.
--- note: health from the per-minute rollup loomgate_calls_1m, filtered to the change's partner; KPI tables
---   read with FINAL.
+-- note: health from the per-day rollup loomgate_calls_1d for the UTC days wholly inside a window and from
+--   loomgate_calls_1m for the partial days at the windows' edges, filtered to the change's partner; KPI
+--   tables read with FINAL.
 -- param: window_days UInt16 = 30   -- length of each window
 -- param: change_id String =        -- only this change (empty = all)
 -- param: partner String =          -- only changes of this partner (empty = all)
@@ -23,15 +24,40 @@ WITH
           AND ({partner:String} = '' OR partner_id = {partner:String})
     ),
     -- Each rollup row is matched to the changes it falls under without a JOIN (which would copy every
-    -- latency state): the few changes are one array, filtered per row.
+    -- latency state): the few changes are one array, filtered per row.  A UTC day wholly inside a change's
+    -- before or after window is read from the per-day rollup; the minutes of the other days (partial days
+    -- at the windows' edges) from the per-minute rollup, so each minute counts once per change.
     (SELECT groupArray((change_id, partner_id, scope, ts, b_start, a_end)) FROM changes) AS change_list,
+    (d, c) -> (d >= c.5 AND d + toIntervalDay(1) <= toStartOfMinute(c.4 - toIntervalMillisecond(1))
+                                                    + toIntervalMinute(1))
+              OR (d >= c.4 AND d + toIntervalDay(1) <= toStartOfMinute(c.6 - toIntervalMillisecond(1))
+                                                       + toIntervalMinute(1)) AS whole_day,
+    -- The hours of the partial days (the days holding a window edge that is not a midnight): the only part of
+    -- the per-minute rollup read, stated on its first sort key column so that the index skips the rest.
+    (SELECT groupUniqArray(toStartOfDay(edge) + toIntervalHour(h))
+     FROM changes
+     ARRAY JOIN [toDateTime64(b_start, 3, 'UTC'),
+                 toStartOfMinute(ts - toIntervalMillisecond(1)) + toIntervalMinute(1),
+                 toStartOfMinute(a_end - toIntervalMillisecond(1)) + toIntervalMinute(1)] AS edge
+     ARRAY JOIN range(24) AS h
+     WHERE edge != toStartOfDay(edge)) AS edge_hours,
     health_rows AS (
+        SELECT ch.1 AS change_id, toDateTime(day, 'UTC') >= ch.4 AS after, artisan,
+               calls, errors, latency_ms, sync_lag_measured AS lag_n, sync_lag_ms
+        FROM loomgate_calls_1d
+        ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
+                                    AND whole_day(toDateTime(day, 'UTC'), c), change_list) AS ch
+        WHERE day >= toDate((SELECT min(b_start) FROM changes)) AND day <= toDate((SELECT max(a_end) FROM changes))
+          AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
+        UNION ALL
         SELECT ch.1 AS change_id, minute >= ch.4 AS after, artisan,
                calls, errors, latency_ms, sync_lag_measured AS lag_n, sync_lag_ms
         FROM loomgate_calls_1m
         ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
-                                    AND minute >= c.5 AND minute < c.6, change_list) AS ch
-        WHERE minute >= (SELECT min(b_start) FROM changes) AND minute < (SELECT max(a_end) FROM changes)
+                                    AND minute >= c.5 AND minute < c.6
+                                    AND NOT whole_day(toDateTime(toDate(minute, 'UTC'), 'UTC'), c),
+                               change_list) AS ch
+        WHERE toStartOfHour(minute) IN (SELECT arrayJoin(edge_hours))
           AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
     ),
     health AS (
@@ -50,21 +76,26 @@ WITH
         FROM health_rows
         GROUP BY change_id
     ),
-    -- The affected artisans, from the rollup's keys only (no latency states read).
+    -- The affected artisans, from the rollup rows' keys only (no latency states read).  A scalar subquery
+    -- is evaluated once per query; the CTE below unpacks it wherever it is used.
+    (SELECT groupUniqArray((change_id, artisan))
+     FROM (SELECT change_id, artisan FROM health_rows
+           UNION ALL
+           SELECT change_id, scope AS artisan FROM changes WHERE scope != '*')) AS affected_pairs,
     affected AS (
-        SELECT DISTINCT ch.1 AS change_id, artisan
-        FROM loomgate_calls_1m
-        ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
-                                    AND minute >= c.5 AND minute < c.6, change_list) AS ch
-        WHERE minute >= (SELECT min(b_start) FROM changes) AND minute < (SELECT max(a_end) FROM changes)
-          AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
-        UNION DISTINCT
-        SELECT change_id, scope FROM changes WHERE scope != '*'
+        SELECT pair.1 AS change_id, pair.2 AS artisan FROM (SELECT arrayJoin(affected_pairs) AS pair)
     ),
+    -- The span of the windows of changes with affected artisans: KPI rows outside it cannot count.
+    (SELECT (min(b_start), max(a_end)) FROM changes WHERE change_id IN (SELECT change_id FROM affected))
+        AS kpi_span,
     order_buyers AS (
         SELECT a.change_id AS change_id, o.ts >= ch.ts AS after, o.artisan_id AS artisan, o.buyer_id AS buyer,
                count() AS n, sum(toFloat64(o.amount)) AS revenue
-        FROM kpi_orders AS o FINAL
+        FROM (
+            SELECT artisan_id, buyer_id, ts, amount
+            FROM kpi_orders FINAL
+            WHERE ts >= kpi_span.1 AND ts < kpi_span.2 AND artisan_id IN (SELECT artisan FROM affected)
+        ) AS o
         INNER JOIN affected AS a ON a.artisan = o.artisan_id
         INNER JOIN changes AS ch ON ch.change_id = a.change_id
         WHERE o.ts >= ch.b_start AND o.ts < ch.a_end
@@ -89,8 +120,8 @@ WITH
             SELECT cart_id, any(artisan_id) AS c_artisan, minIf(ts, event = 'created') AS created_at,
                    countIf(event = 'created') > 0 AS has_created, countIf(event = 'purchased') > 0 AS purchased
             FROM kpi_cart_events FINAL
-            WHERE ts >= (SELECT min(b_start) FROM changes) - INTERVAL 1 DAY
-              AND ts < (SELECT max(a_end) FROM changes) + INTERVAL 1 DAY
+            WHERE ts >= kpi_span.1 - INTERVAL 1 DAY AND ts < (SELECT max(a_end) FROM changes) + INTERVAL 1 DAY
+              AND artisan_id IN (SELECT artisan FROM affected)
             GROUP BY cart_id
         ) AS c
         INNER JOIN affected AS a ON a.artisan = c.c_artisan

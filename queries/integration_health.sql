@@ -6,7 +6,8 @@
 -- formula: p50/p95/p99 latency = quantilesTDigestMerge over the per-minute latency states (ms)
 -- formula: sync-lag p95 = quantileTDigestMerge(0.95) over measured sync lags, in seconds (NULL: none measured)
 -- formula: down share = Σ check interval while State = 'DOWN' ÷ Σ check interval (NULL: no health checks)
--- note: reads the per-minute rollup loomgate_calls_1m; window edges are rounded to whole minutes.
+-- note: whole UTC days of the window come from the per-day rollup loomgate_calls_1d, the partial days at its
+--   edges from the per-minute loomgate_calls_1m (each minute read once); edges are rounded to whole minutes.
 -- param: start DateTime64(3, 'UTC') = -30d  -- start of the window (inclusive)
 -- param: end DateTime64(3, 'UTC') = now     -- end of the window (exclusive)
 -- param: partner String =                   -- only this partner (empty = all)
@@ -20,6 +21,29 @@ WITH
         WHERE Timestamp >= {start:DateTime64(3, 'UTC')} AND Timestamp < {end:DateTime64(3, 'UTC')}
         GROUP BY Upstream
     ),
+    toStartOfMinute({start:DateTime64(3, 'UTC')}) AS m_start,
+    -- whole days [d_first, d_last) from the per-day rollup; the minutes outside them from the per-minute one
+    toStartOfDay(m_start - toIntervalMillisecond(1)) + toIntervalDay(1) AS d_first,
+    toStartOfDay(toStartOfMinute({end:DateTime64(3, 'UTC')} - toIntervalMillisecond(1)) + toIntervalMinute(1))
+        AS d_last,
+    rows AS (
+        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream, latency_ms,
+               sync_lag_measured, sync_lag_ms
+        FROM loomgate_calls_1d
+        WHERE day >= toDate(d_first) AND day < toDate(d_last)
+          AND ({partner:String} = '' OR partner = {partner:String})
+          AND ({artisan:String} = '' OR artisan = {artisan:String})
+        UNION ALL
+        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream, latency_ms,
+               sync_lag_measured, sync_lag_ms
+        FROM loomgate_calls_1m
+        -- stated on toStartOfHour(minute), the first sort key column, so the index skips the whole days
+        WHERE toStartOfHour(minute) >= toStartOfHour(m_start) AND toStartOfHour(minute) < {end:DateTime64(3, 'UTC')}
+          AND (toStartOfHour(minute) < d_first OR toStartOfHour(minute) >= d_last)
+          AND minute >= m_start AND minute < {end:DateTime64(3, 'UTC')}
+          AND ({partner:String} = '' OR partner = {partner:String})
+          AND ({artisan:String} = '' OR artisan = {artisan:String})
+    ),
     calls AS (
         SELECT partner, artisan, route, upstream,
                sum(calls) AS n_calls,
@@ -29,10 +53,7 @@ WITH
                quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
                sum(sync_lag_measured) AS lag_samples,
                quantileTDigestMerge(0.95)(sync_lag_ms) AS lag_p95_ms
-        FROM loomgate_calls_1m
-        WHERE minute >= toStartOfMinute({start:DateTime64(3, 'UTC')}) AND minute < {end:DateTime64(3, 'UTC')}
-          AND ({partner:String} = '' OR partner = {partner:String})
-          AND ({artisan:String} = '' OR artisan = {artisan:String})
+        FROM rows
         GROUP BY partner, artisan, route, upstream
     )
 SELECT

@@ -40,15 +40,21 @@ WITH
           AND ({artisan:String} = '' OR artisan_id = {artisan:String})
           AND ({currency:String} = '' OR currency = {currency:String})
     ),
+    -- Each artisan × buyer's orders once (grouping is the costly step), then per period from the arrays
+    -- (a pair counts in a period when it ordered before the period's end, as a buyer or a lost customer).
+    per_pair AS (
+        SELECT artisan_id, buyer_id, groupArray(ts) AS tss, groupArray(amount) AS amounts, min(ts) AS first_ts
+        FROM orders
+        GROUP BY artisan_id, buyer_id
+    ),
     per_buyer AS (
-        SELECT period, any(pe) AS p_end, artisan_id, buyer_id,
-               countIf(ts >= ps AND ts < pe) AS n_in,
-               sumIf(amount, ts >= ps AND ts < pe) AS revenue_in,
-               countIf(ts < ps AND ts >= ps - idle) > 0 AS at_start,
-               maxIf(ts, ts < ps) AS last_before
-        FROM orders CROSS JOIN periods
-        WHERE ts < pe
-        GROUP BY period, artisan_id, buyer_id
+        SELECT period, pe AS p_end, artisan_id, buyer_id,
+               arrayCount(x -> x >= ps AND x < pe, tss) AS n_in,
+               arraySum((x, a) -> if(x >= ps AND x < pe, a, 0), tss, amounts) AS revenue_in,
+               arrayExists(x -> x < ps AND x >= ps - idle, tss) AS at_start,
+               arrayMax(arrayFilter(x -> x < ps, tss)) AS last_before
+        FROM per_pair CROSS JOIN periods
+        WHERE first_ts < pe
     ),
     buyers AS (
         SELECT period, artisan_id,
@@ -88,40 +94,56 @@ WITH
         WHERE ts >= ps AND ts < pe AND ({artisan:String} = '' OR artisan_id = {artisan:String})
         GROUP BY period, artisan_id
     ),
-    keys AS (
-        SELECT period, artisan_id FROM buyers
-        UNION DISTINCT SELECT period, artisan_id FROM carts
-        UNION DISTINCT SELECT period, artisan_id FROM surveys
+    -- One row per period × artisan with every count: the three parts stacked and summed (each part is
+    -- computed once; joining them to a key list would evaluate each twice).
+    merged AS (
+        SELECT period, artisan_id,
+               sum(m_at_start) AS customers_at_start, sum(m_lost) AS customers_lost,
+               sum(m_buyers) AS n_buyers, sum(m_repeat) AS n_repeat, sum(m_orders) AS n_orders,
+               sum(m_revenue) AS revenue, sum(m_carts) AS carts_created, sum(m_bought) AS carts_purchased,
+               sum(m_delivered) AS delivered, sum(m_answered) AS answered_n, sum(m_nps) AS nps_n,
+               sum(m_promoters) AS promoters, sum(m_detractors) AS detractors
+        FROM (
+            SELECT period, artisan_id, customers_at_start AS m_at_start, customers_lost AS m_lost,
+                   n_buyers AS m_buyers, n_repeat AS m_repeat, n_orders AS m_orders, revenue AS m_revenue,
+                   0 AS m_carts, 0 AS m_bought, 0 AS m_delivered, 0 AS m_answered, 0 AS m_nps,
+                   0 AS m_promoters, 0 AS m_detractors
+            FROM buyers
+            UNION ALL
+            SELECT period, artisan_id, 0, 0, 0, 0, 0, 0, carts_created, carts_purchased, 0, 0, 0, 0, 0
+            FROM carts
+            UNION ALL
+            SELECT period, artisan_id, 0, 0, 0, 0, 0, 0, 0, 0, delivered, answered_n, nps_n, promoters, detractors
+            FROM surveys
+        )
+        GROUP BY period, artisan_id
     )
 SELECT
-    k.artisan_id AS artisan,
-    k.period AS period,
+    m.artisan_id AS artisan,
+    m.period AS period,
     p.ps AS period_start,
     p.pe AS period_end,
-    b.customers_at_start AS customers_at_start,
-    b.customers_lost AS customers_lost,
-    if(b.customers_at_start = 0, NULL, round(b.customers_lost / b.customers_at_start, 4)) AS churn_rate,
-    b.n_buyers AS buyers,
-    b.n_repeat AS repeat_buyers,
-    if(b.n_buyers = 0, NULL, round(b.n_repeat / b.n_buyers, 4)) AS repeat_purchase_rate,
-    c.carts_created AS carts_created,
-    c.carts_purchased AS carts_purchased,
-    if(c.carts_created = 0, NULL, round(1 - c.carts_purchased / c.carts_created, 4)) AS cart_abandonment_rate,
-    b.n_orders AS orders,
-    toFloat64(b.revenue) AS revenue,
-    if(b.n_orders = 0, NULL, round(toFloat64(b.revenue) / b.n_orders, 2)) AS aov,
-    if(b.n_buyers = 0, NULL, round(b.n_orders / b.n_buyers, 4)) AS purchase_frequency,
+    m.customers_at_start AS customers_at_start,
+    m.customers_lost AS customers_lost,
+    if(m.customers_at_start = 0, NULL, round(m.customers_lost / m.customers_at_start, 4)) AS churn_rate,
+    m.n_buyers AS buyers,
+    m.n_repeat AS repeat_buyers,
+    if(m.n_buyers = 0, NULL, round(m.n_repeat / m.n_buyers, 4)) AS repeat_purchase_rate,
+    m.carts_created AS carts_created,
+    m.carts_purchased AS carts_purchased,
+    if(m.carts_created = 0, NULL, round(1 - m.carts_purchased / m.carts_created, 4)) AS cart_abandonment_rate,
+    m.n_orders AS orders,
+    toFloat64(m.revenue) AS revenue,
+    if(m.n_orders = 0, NULL, round(toFloat64(m.revenue) / m.n_orders, 2)) AS aov,
+    if(m.n_buyers = 0, NULL, round(m.n_orders / m.n_buyers, 4)) AS purchase_frequency,
     multiIf({lifespan_periods:Float64} > 0, {lifespan_periods:Float64},
             churn_rate > 0, 1 / churn_rate, NULL) AS expected_lifespan_periods,
     round(aov * purchase_frequency * expected_lifespan_periods * {margin:Float64}, 2) AS ltv,
-    s.delivered AS surveys_delivered,
-    s.answered_n AS surveys_answered,
-    if(s.delivered = 0, NULL, round(s.answered_n / s.delivered, 4)) AS survey_response_rate,
-    s.nps_n AS nps_responses,
-    if(s.nps_n = 0, NULL, round(100 * (s.promoters - s.detractors) / s.nps_n, 1)) AS nps
-FROM keys AS k
-INNER JOIN periods AS p ON p.period = k.period
-LEFT JOIN buyers AS b ON b.period = k.period AND b.artisan_id = k.artisan_id
-LEFT JOIN carts AS c ON c.period = k.period AND c.artisan_id = k.artisan_id
-LEFT JOIN surveys AS s ON s.period = k.period AND s.artisan_id = k.artisan_id
+    m.delivered AS surveys_delivered,
+    m.answered_n AS surveys_answered,
+    if(m.delivered = 0, NULL, round(m.answered_n / m.delivered, 4)) AS survey_response_rate,
+    m.nps_n AS nps_responses,
+    if(m.nps_n = 0, NULL, round(100 * (m.promoters - m.detractors) / m.nps_n, 1)) AS nps
+FROM merged AS m
+INNER JOIN periods AS p ON p.period = m.period
 ORDER BY artisan, period
