@@ -40,8 +40,12 @@ WITH
           AND ({artisan:String} = '' OR artisan_id = {artisan:String})
           AND ({currency:String} = '' OR currency = {currency:String})
     ),
-    -- Each artisan × buyer's orders once (grouping is the costly step), then per period from the arrays
-    -- (a pair counts in a period when it ordered before the period's end, as a buyer or a lost customer).
+    -- The period of a time t < w_end by arithmetic instead of a join with every period: t is in period k
+    -- when k·len < w_end − t ≤ (k + 1)·len (milliseconds; a day is 86,400 s in UTC).
+    toInt64({period_days:UInt16}) * 86400000 AS len_ms,
+    t -> intDiv(toUnixTimestamp64Milli(w_end) - toUnixTimestamp64Milli(t) - 1, len_ms) AS period_of,
+    -- Each artisan × buyer's orders grouped once, then per period from the arrays (a pair counts in a
+    -- period when it ordered before the period's end, as a buyer or as a customer who may be lost).
     per_pair AS (
         SELECT artisan_id, buyer_id, groupArray(ts) AS tss, groupArray(amount) AS amounts, min(ts) AS first_ts
         FROM orders
@@ -68,7 +72,7 @@ WITH
         GROUP BY period, artisan_id
     ),
     carts AS (
-        SELECT period, c_artisan AS artisan_id,
+        SELECT toUInt16(period_of(created)) AS period, c_artisan AS artisan_id,
                count() AS carts_created,
                countIf(purchased) AS carts_purchased
         FROM (
@@ -79,19 +83,21 @@ WITH
             WHERE ts >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16}) - INTERVAL 1 DAY
               AND ({artisan:String} = '' OR artisan_id = {artisan:String})
             GROUP BY cart_id
-        ) AS c CROSS JOIN periods
-        WHERE has_created AND created >= ps AND created < pe
+        )
+        WHERE has_created AND created >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16})
+          AND created < w_end
         GROUP BY period, c_artisan
     ),
     surveys AS (
-        SELECT period, artisan_id,
+        SELECT toUInt16(period_of(ts)) AS period, artisan_id,
                count() AS delivered,
                countIf(answered) AS answered_n,
                countIf(kind = 'nps' AND answered AND score IS NOT NULL) AS nps_n,
                countIf(kind = 'nps' AND answered AND score >= 9) AS promoters,
                countIf(kind = 'nps' AND answered AND score <= 6) AS detractors
-        FROM kpi_survey_responses FINAL CROSS JOIN periods
-        WHERE ts >= ps AND ts < pe AND ({artisan:String} = '' OR artisan_id = {artisan:String})
+        FROM kpi_survey_responses FINAL
+        WHERE ts >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16}) AND ts < w_end
+          AND ({artisan:String} = '' OR artisan_id = {artisan:String})
         GROUP BY period, artisan_id
     ),
     -- One row per period × artisan with every count: the three parts stacked and summed (each part is
