@@ -61,6 +61,7 @@ from yarl import URL
 from collectors.record import CallRecord, RecordSink
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
+from gateway.call_limits import CallLimits
 from gateway.circuit import CircuitBreaker
 from gateway.config import ArtisanLookup, Config, Partner, Route, SyncLagLookup, Upstream
 from gateway.headers import (
@@ -187,7 +188,8 @@ class UpstreamPool:
         t = self.config.timeouts
         self.session = ClientSession(
             connector=TCPConnector(limit=self.config.pool_size, keepalive_timeout=30.0),
-            timeout=ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
+            # Only the connect limit is aiohttp's; total and read are kept by CallLimits, far cheaper.
+            timeout=ClientTimeout(total=None, sock_connect=t.connect, sock_read=None),
             auto_decompress=False,
             cookie_jar=DummyCookieJar(),
             skip_auto_headers=_SKIP_AUTO_HEADERS,
@@ -505,7 +507,9 @@ class Proxy:
         return b"".join(chunks)
 
     @staticmethod
-    async def _stream_body(content: StreamReader, limit: int, c: _Call) -> AsyncIterator[bytes]:
+    async def _stream_body(
+        content: StreamReader, limit: int, c: _Call, limits: CallLimits
+    ) -> AsyncIterator[bytes]:
         """The request body as it arrives, counted; stops the upload once it passes the route's limit."""
         size = 0
         while True:
@@ -516,6 +520,7 @@ class Proxy:
                 c.body_error = exc
                 raise
             if not chunk:
+                limits.owed_from_now()  # the whole request is out: the upstream's turn
                 return
             size += len(chunk)
             c.request_body_size = size
@@ -545,6 +550,8 @@ class Proxy:
             raise errors.UpstreamConnectError(f"upstream {pool.name} is shutting down")
         pool.breaker.before_call()
         healthy: bool | None = None  # the call's verdict on the upstream; None: no verdict
+        t = pool.config.timeouts
+        limits = CallLimits(asyncio.get_running_loop(), t.total, t.read)
         try:
             url = build_upstream_url(pool.base, plan.route, m, path, raw_query)
             c.client_span_id = span = new_span_id()
@@ -558,17 +565,20 @@ class Proxy:
                 traceparent=format_traceparent(c.trace_id, span, c.flags),
             )
             data: Any = body
+            owed = True  # the upstream owes an answer as soon as the request is out
             if body is None and request.body_exists:
                 declared = request.content_length
                 if declared is not None:
                     # Keep the client's framing: the server already holds the client to this length.
                     fwd["Content-Length"] = str(declared)
                 await _send_continue(request, c)
-                data = self._stream_body(request.content, plan.max_body, c)
+                data = self._stream_body(request.content, plan.max_body, c, limits)
+                owed = False  # not before the streamed body is all out
 
             up_t0 = monotonic_ns()
             c.upstream_start_ns = c.start_ns + (up_t0 - c.t0)
             try:
+                limits.begin_wait(owed=owed)
                 up = await session.request(request.method, url, headers=fwd, data=data, allow_redirects=False)
             except (TimeoutError, ClientError, OSError) as exc:
                 c.upstream_duration_ns = monotonic_ns() - up_t0
@@ -576,6 +586,14 @@ class Proxy:
                     raise _body_failure(c) from None
                 healthy = False
                 raise _upstream_failure(pool.name, exc) from None
+            except asyncio.CancelledError:
+                if not limits.timed_out():
+                    raise
+                c.upstream_duration_ns = monotonic_ns() - up_t0
+                healthy = False
+                raise _upstream_failure(pool.name, TimeoutError()) from None
+            finally:
+                limits.end_wait()
             if c.body_error is not None:  # the upstream answered before the upload failed
                 up.close()
                 raise _body_failure(c)
@@ -591,12 +609,13 @@ class Proxy:
                 if source_ms is not None:
                     ack_ms = (c.start_ns + (hdr_ns - c.t0)) / 1e6
                     c.sync_lag_ms, c.sync_lag_invalid = sync_lag(ack_ms, source_ms, self.max_skew_ms)
-            resp, upstream_ok = await self._relay(request, c, up, status)
+            resp, upstream_ok = await self._relay(request, c, up, status, limits)
             c.upstream_duration_ns = monotonic_ns() - up_t0
             if not upstream_ok:
                 healthy = False
             return resp
         finally:
+            limits.close()
             if healthy is None:
                 pool.breaker.record_cancelled()
             elif healthy:
@@ -605,7 +624,7 @@ class Proxy:
                 pool.breaker.record_failure()
 
     async def _relay(
-        self, request: web.BaseRequest, c: _Call, up: Any, status: int
+        self, request: web.BaseRequest, c: _Call, up: Any, status: int, limits: CallLimits
     ) -> tuple[web.StreamResponse, bool]:
         """Stream the upstream's response to the client; False when the upstream broke off mid-body."""
         length = up.headers.get("Content-Length")
@@ -626,11 +645,20 @@ class Proxy:
             write = resp.write
             while True:
                 try:
+                    limits.begin_wait(owed=True)
                     chunk = await read()
                 except (TimeoutError, ClientError, OSError):
                     c.response_body_size = sent
                     self._abort(request, resp, up, c, "upstream_aborted", "upstream")
                     return resp, False
+                except asyncio.CancelledError:
+                    if not limits.timed_out():
+                        raise
+                    c.response_body_size = sent
+                    self._abort(request, resp, up, c, "upstream_aborted", "upstream")
+                    return resp, False
+                finally:
+                    limits.end_wait()
                 if not chunk:
                     break
                 try:
