@@ -20,6 +20,9 @@ from gateway.config import Partner
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _NO_MATCH = "0" * 64  # compared against when nothing matched, so both outcomes do the same work
+# Whitespace inside a key makes it unusable; ``\s`` matches exactly the characters ``str.isspace`` does,
+# in one C-level scan instead of a Python loop over the key.
+_SPACE = re.compile(r"\s")
 
 
 def hash_key(key: str) -> str:
@@ -37,12 +40,12 @@ def extract_key(headers: Mapping[str, str]) -> str | None:
     if auth:
         scheme, _, rest = auth.strip().partition(" ")
         token = rest.strip()
-        if scheme.lower() == "bearer" and token and not any(c.isspace() for c in token):
+        if scheme.lower() == "bearer" and token and _SPACE.search(token) is None:
             return token
     key = headers.get("X-Api-Key")
     if key:
         key = key.strip()
-        if key and not any(c.isspace() for c in key):
+        if key and _SPACE.search(key) is None:
             return key
     return None
 

@@ -30,9 +30,11 @@ HEAD is allowed wherever GET is.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from yarl import URL
@@ -47,8 +49,9 @@ _RAW_OK = _UNRESERVED | _SUB_DELIMS_ETC
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 # Paths already in normal form take this path: allowed raw characters only, no escapes, no empty
-# segments, no '.'/'..' segments.  Most real requests look like this.
-_FAST_OK = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
+# segments, no '.'/'..' segments, no ';' (which could make a dot segment with parameters).  Most real
+# requests look like this.
+_FAST_OK = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*/?")
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A parameter value may use unreserved characters raw; everything else is encoded when re-rendered.
@@ -105,7 +108,7 @@ def normalize_path(raw_path: str) -> str:
     """Canonical, percent-encoded form of a raw request path (no query); raises ``errors.BadPath``."""
     if not raw_path.startswith("/"):
         raise errors.BadPath("path must start with '/'")
-    if _FAST_OK.fullmatch(raw_path) and ";" not in raw_path:
+    if _FAST_OK.fullmatch(raw_path):
         return raw_path
     parts = raw_path.split("/")[1:]
     stack: list[str] = []
@@ -187,11 +190,15 @@ def route_template_params(template: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------- matching
 
 
-@dataclass(frozen=True)
-class RouteMatch:
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+
+
+class RouteMatch(NamedTuple):
+    """The matched route and its parameters (a tuple: built on every request, cheaper than a dataclass)."""
+
     route: Route
-    params: dict[str, str]  # percent-decoded values
-    raw_params: dict[str, str] = field(default_factory=dict)  # as they appear in the normalised path
+    params: Mapping[str, str]  # percent-decoded values
+    raw_params: Mapping[str, str] = _NO_PARAMS  # as they appear in the normalised path
 
 
 _Entry = tuple[Route, tuple[tuple[int, str], ...]]
@@ -293,7 +300,7 @@ class RouteTable:
         if static is not None:
             entry = static.get(key)
             if entry is not None:
-                return RouteMatch(entry[0], {}, {})
+                return RouteMatch(entry[0], _NO_PARAMS, _NO_PARAMS)
         segs = path.split("/")[1:]
         entry = _first(self._root, segs, 0, len(segs), key)
         if entry is not None:
