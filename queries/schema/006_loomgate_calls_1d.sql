@@ -19,11 +19,13 @@
 --
 -- Existing data: `loomgate migrate` creates the table empty and then runs the INSERT … SELECT at the end of
 -- this file once (when it applies the file): it aggregates everything already in loomgate_calls_1m, and
--- inserts nothing when the table already holds rows (a repeated run after an interrupted migration does not
--- count twice).  Run migrate before writers start (the gateway's writer migrates before it accepts records,
--- and an embedded store is open in one process only); on a shared server, calls written by another gateway
--- between the view's creation and the backfill would be counted twice in this table.  To backfill by hand
--- (e.g. after TRUNCATE), run that INSERT with the writers stopped.
+-- inserts nothing when the table already holds rows, so running it again (a second process applying the
+-- file, or a migration whose ledger write failed) does not count twice.  Run migrate before writers start
+-- (the gateway's writer migrates before it accepts records, and an embedded store is open in one process
+-- only); on a shared server, calls written by another gateway between the view's creation and the backfill
+-- would be counted twice here.  A backfill stopped part-way leaves the table partial and the guard then
+-- skips it: with the writers stopped, TRUNCATE TABLE loomgate_calls_1d and run that INSERT by hand (the
+-- same applies to rebuilding the table for any other reason).
 --
 -- Replays: the view's block inherits the insert's deduplication token (the writer sets
 -- deduplicate_blocks_in_dependent_materialized_views = 1) and the table keeps the dedup window.
