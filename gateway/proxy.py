@@ -350,6 +350,7 @@ class Proxy:
         self.inflight = 0
         self.requests_total = 0
         self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
 
     def _plan(self, route: Route) -> _Plan:
         artisan = _Lookup.of(route.artisan) if route.artisan else None
@@ -367,6 +368,8 @@ class Proxy:
         }
 
     async def start(self) -> None:
+        # Kept for the request path: asyncio.get_running_loop() makes a getpid() system call each time.
+        self._loop = asyncio.get_running_loop()
         for pool in self.upstreams.values():
             pool.open_session()
 
@@ -546,12 +549,13 @@ class Proxy:
     ) -> web.StreamResponse:
         pool = plan.upstream
         session = pool.session
-        if session is None:  # listener still up while the pools close
+        loop = self._loop
+        if session is None or loop is None:  # listener still up while the pools close
             raise errors.UpstreamConnectError(f"upstream {pool.name} is shutting down")
         pool.breaker.before_call()
         healthy: bool | None = None  # the call's verdict on the upstream; None: no verdict
         t = pool.config.timeouts
-        limits = CallLimits(asyncio.get_running_loop(), t.total, t.read)
+        limits = CallLimits(loop, t.total, t.read)
         try:
             url = build_upstream_url(pool.base, plan.route, m, path, raw_query)
             c.client_span_id = span = new_span_id()
