@@ -1,13 +1,13 @@
-"""The total and read time limits of one upstream call, kept with a single event-loop timer.
+"""The total and read time limits of upstream calls, all checked by one periodic event-loop timer.
 
 aiohttp's own limits (``ClientTimeout(total=..., sock_read=...)``) arm a loop timer for the total, arm the
 read timer once the request is sent, and cancel and re-arm it on every chunk read from the socket: three
 timers or more per call, each a heap insert that compares ``TimerHandle`` objects in Python.  Measured on
 the benchmark that was about a tenth of the gateway's CPU per request.
 
-Here one timer is armed per call, for the earliest moment a limit could run out, and it is only moved
-when it fires early (the upstream was still making progress).  A call that ends well within its limits
-costs one timer.
+Here no timer is armed per call: ``LimitClock`` keeps the calls in flight in a set and checks them every
+``TICK`` seconds, with one timer that is only armed while calls are in flight.  A limit is therefore
+enforced up to one tick late, which is far below the limits one configures (seconds).
 
 Semantics (the connect limit stays with aiohttp's connector):
 
@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 
+TICK = 0.02  # seconds between checks: how late a limit may be enforced
+
 
 class CallLimits:
-    """Time limits of one upstream call; ``close()`` it when the call is over."""
+    """Time limits of one upstream call (made by ``LimitClock.limits``); ``close()`` it when it is over."""
 
     __slots__ = (
         "_cancelling",
-        "_handle",
+        "_clock",
         "_interrupted",
         "_loop",
         "_quiet_since",
@@ -42,34 +44,28 @@ class CallLimits:
         "expired",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, total: float, read: float) -> None:
+    def __init__(self, clock: LimitClock, total: float, read: float) -> None:
+        loop = clock.loop
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("CallLimits must be created inside a task")
-        now = loop.time()
+        self._clock = clock
         self._loop = loop
         self._task = task
         self._cancelling = task.cancelling()  # cancellations requested before ours are not ours
-        self._total_at = now + total
+        self._total_at = loop.time() + total
         self._read = read
         self._waiting = False  # inside a wait for the upstream: a limit running out interrupts it
         self._quiet_since: float | None = None  # loop time since the upstream owes bytes; None: not owed
         self._interrupted = False
         self.expired = False
-        self._handle: asyncio.TimerHandle | None = loop.call_at(min(self._total_at, now + read), self._check)
 
-    # ------------------------------------------------------------------------------------ the one timer
-
-    def _check(self) -> None:
-        now = self._loop.time()
+    def check(self, now: float) -> None:
+        """Called by the clock each tick: expire if a limit ran out."""
         quiet = self._quiet_since
         if now >= self._total_at or (quiet is not None and now - quiet >= self._read):
-            self._handle = None
+            self._clock.forget(self)
             self._expire()
-            return
-        # Early: the upstream was busy or not owing anything.  Next possible expiry.
-        start = quiet if quiet is not None else now
-        self._handle = self._loop.call_at(min(self._total_at, start + self._read), self._check)
 
     def _expire(self) -> None:
         self.expired = True
@@ -108,7 +104,37 @@ class CallLimits:
         return self._task.uncancel() <= self._cancelling
 
     def close(self) -> None:
-        handle = self._handle
-        if handle is not None:
-            handle.cancel()
+        """The call is over: no more checks."""
+        self._clock.forget(self)
+
+
+class LimitClock:
+    """Checks the limits of every upstream call in flight, ``tick`` seconds apart, with one loop timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, tick: float = TICK) -> None:
+        self.loop = loop
+        self._tick = tick
+        self._calls: set[CallLimits] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def limits(self, total: float, read: float) -> CallLimits:
+        """Limits for an upstream call made by the current task; ``close()`` them when it is over."""
+        call = CallLimits(self, total, read)
+        self._calls.add(call)
+        if self._handle is None:
+            self._handle = self.loop.call_at(self.loop.time() + self._tick, self._sweep)
+        return call
+
+    def forget(self, call: CallLimits) -> None:
+        self._calls.discard(call)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for call in tuple(self._calls):  # expiring calls leave the set
+            call.check(now)
+        self._handle = self.loop.call_at(now + self._tick, self._sweep) if self._calls else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
             self._handle = None

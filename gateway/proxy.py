@@ -61,7 +61,7 @@ from yarl import URL
 from collectors.record import CallRecord, RecordSink
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
-from gateway.call_limits import CallLimits
+from gateway.call_limits import CallLimits, LimitClock
 from gateway.circuit import CircuitBreaker
 from gateway.config import ArtisanLookup, Config, Partner, Route, SyncLagLookup, Upstream
 from gateway.headers import (
@@ -350,7 +350,7 @@ class Proxy:
         self.inflight = 0
         self.requests_total = 0
         self.draining = False
-        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._clock: LimitClock | None = None  # upstream time limits; set by start(), on the running loop
 
     def _plan(self, route: Route) -> _Plan:
         artisan = _Lookup.of(route.artisan) if route.artisan else None
@@ -368,13 +368,15 @@ class Proxy:
         }
 
     async def start(self) -> None:
-        # Kept for the request path: asyncio.get_running_loop() makes a getpid() system call each time.
-        self._loop = asyncio.get_running_loop()
+        # Made here, not per request: asyncio.get_running_loop() makes a getpid() system call each time.
+        self._clock = LimitClock(asyncio.get_running_loop())
         for pool in self.upstreams.values():
             pool.open_session()
 
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self.upstreams.values()))
+        if self._clock is not None:
+            self._clock.close()
 
     # ------------------------------------------------------------------------------------ entry point
 
@@ -549,13 +551,13 @@ class Proxy:
     ) -> web.StreamResponse:
         pool = plan.upstream
         session = pool.session
-        loop = self._loop
-        if session is None or loop is None:  # listener still up while the pools close
+        clock = self._clock
+        if session is None or clock is None:  # listener still up while the pools close
             raise errors.UpstreamConnectError(f"upstream {pool.name} is shutting down")
         pool.breaker.before_call()
         healthy: bool | None = None  # the call's verdict on the upstream; None: no verdict
         t = pool.config.timeouts
-        limits = CallLimits(loop, t.total, t.read)
+        limits = clock.limits(t.total, t.read)
         try:
             url = build_upstream_url(pool.base, plan.route, m, path, raw_query)
             c.client_span_id = span = new_span_id()
