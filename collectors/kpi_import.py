@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collectors import cli_store
 from collectors.kpi import KPI_TABLES, Progress
 from collectors.store import AsyncStore, Store, StoreError
 
@@ -442,16 +443,20 @@ def cli_main(argv: Sequence[str]) -> int:
     try:
         spec_for(args.table)
         detect_format(args.file, args.format)
-        dsn, tcfg = _target(args)
-    except KpiImportError as exc:
+        target = cli_store.resolve(args.config, args.dsn, args.database)
+        store = cli_store.open_store(
+            target, instead=f"send JSON Lines to its admin API: POST /api/kpi/{args.table}")
+    except (KpiImportError, cli_store.StoreTargetError) as exc:
         print(f"loomgate import: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"loomgate import: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     try:
         from collectors.schema import migrate
 
-        store = Store(dsn, tcfg.database)
         try:
-            migrate(store, tcfg)
+            migrate(store, target.telemetry)
             result = import_file(store, args.table, args.file, args.format, progress=not args.no_progress)
         finally:
             store.close()
@@ -463,42 +468,3 @@ def cli_main(argv: Sequence[str]) -> int:
         return 1
     print(f"imported {result.rows} rows into {result.table} from {result.source}")
     return 0
-
-
-def _target(args: argparse.Namespace) -> tuple[str, Any]:
-    from gateway.config import TelemetryConfig
-
-    if args.dsn:
-        return args.dsn, TelemetryConfig(store=args.dsn, database=args.database or "otel")
-    if not args.config:
-        raise KpiImportError("give --config FILE or --dsn DSN")
-    from gateway.config_loader import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise KpiImportError("config: " + "; ".join(exc.problems)) from None
-    tcfg = config.telemetry
-    if args.database:
-        from dataclasses import replace
-
-        tcfg = replace(tcfg, database=args.database)
-    if config.store_dsn.startswith("chdb:") and _gateway_running(config):
-        raise KpiImportError(
-            f"a running gateway owns the embedded store {config.store_dsn}; stop it, or send JSON Lines to "
-            f"its admin API: POST /api/kpi/{args.table}")
-    return config.store_dsn, tcfg
-
-
-def _gateway_running(config: Any) -> bool:
-    import socket
-
-    host = config.admin_listener.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    try:
-        with socket.create_connection((host, config.admin_listener.port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-

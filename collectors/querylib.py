@@ -46,14 +46,13 @@ import json
 import math
 import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collectors import cli_store
 from collectors.store import AsyncStore, QueryResult, Store, StoreError
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
@@ -464,7 +463,8 @@ def cli_main(argv: list[str]) -> int:
         query = load_query(args.name)
         bind_params(query, raw)  # fail fast on bad parameters before touching any store
         result = _run_for_cli(args, query.name, raw)
-    except (QueryParamError, UnknownQueryError, QueryDefinitionError, _CliError) as exc:
+    except (QueryParamError, UnknownQueryError, QueryDefinitionError, _CliError,
+            cli_store.StoreTargetError) as exc:
         print(f"loomgate query: {exc}", file=sys.stderr)
         return 2
     except StoreError as exc:
@@ -503,27 +503,12 @@ def _list_text(queries: list[NamedQuery], *, verbose: bool) -> str:
 
 
 def _run_for_cli(args: argparse.Namespace, name: str, raw: Mapping[str, str]) -> QueryResult:
-    if args.dsn:
-        return _run_direct(args.dsn, args.database or "otel", name, raw)
-    if not args.config:
-        raise _CliError("give --config FILE or --dsn DSN")
-    from gateway.config_loader import ConfigError, load_config
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise _CliError("config: " + "; ".join(exc.problems)) from None
-    database = args.database or config.telemetry.database
-    dsn = config.store_dsn
-    if dsn.startswith("chdb:"):
-        via_admin = _run_via_admin(config, name, raw)
-        if via_admin is not None:
-            return via_admin
-    return _run_direct(dsn, database, name, raw)
-
-
-def _run_direct(dsn: str, database: str, name: str, raw: Mapping[str, str]) -> QueryResult:
-    store = Store(dsn, database)
+    target = cli_store.resolve(args.config, args.dsn, args.database)
+    if target.gateway_owned:
+        body = cli_store.admin_get(target, f"/api/queries/{urllib.parse.quote(name)}", raw)
+        if body is not None:
+            return QueryResult(tuple(body["columns"]), [tuple(r) for r in body["rows"]])
+    store = cli_store.open_store(target)
     try:
         return run_query_sync(store, name, raw)
     except QueryParamError:
@@ -532,31 +517,3 @@ def _run_direct(dsn: str, database: str, name: str, raw: Mapping[str, str]) -> Q
         raise StoreError(str(exc)) from exc
     finally:
         store.close()
-
-
-def _run_via_admin(config: Any, name: str, raw: Mapping[str, str]) -> QueryResult | None:
-    """Ask a running gateway's admin API; None when nothing listens there (then open the store)."""
-    host = config.admin_listener.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    url = (f"http://{host}:{config.admin_listener.port}/api/queries/{urllib.parse.quote(name)}?"
-           + urllib.parse.urlencode(dict(raw)))
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {config.admin_listener.token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            body = json.load(resp)
-    except urllib.error.HTTPError as exc:
-        raise _CliError(f"gateway admin API: {exc.code}: {_error_message(exc)}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, ConnectionRefusedError):
-            return None  # no gateway: this process may open the store itself
-        raise _CliError(f"gateway admin API at {url.split('?')[0]}: {exc.reason}") from None
-    except ConnectionRefusedError:
-        return None
-    return QueryResult(tuple(body["columns"]), [tuple(r) for r in body["rows"]])
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.load(exc)["error"]["message"])
-    except Exception:
-        return exc.reason or "error"

@@ -279,28 +279,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_telemetry(path: str | None) -> tuple[TelemetryConfig, str]:
-    """Telemetry config and its default DSN; without --config, the built-in defaults."""
-    if path is None:
-        tcfg = TelemetryConfig()
-        return tcfg, tcfg.store or "chdb://" + str((Path(tcfg.data_dir) / "clickhouse").resolve())
-    from gateway.config_loader import load_config
-
-    cfg = load_config(path)
-    return cfg.telemetry, cfg.store_dsn
-
-
 def cli_main(argv: list[str]) -> int:
+    from collectors import cli_store
+
     args = _parser().parse_args(argv)
     try:
-        tcfg, dsn = _load_telemetry(args.config)
-    except Exception as exc:  # ConfigError carries one line per problem
-        problems = getattr(exc, "problems", None) or [str(exc)]
-        print("loomgate migrate: invalid config:\n  " + "\n  ".join(problems), file=sys.stderr)
+        target = cli_store.resolve(args.config, args.dsn, args.database, allow_defaults=True)
+    except cli_store.StoreTargetError as exc:
+        print(f"loomgate migrate: {exc}", file=sys.stderr)
         return 2
-    if args.database:
-        tcfg = _replace_database(tcfg, args.database)
-    dsn = args.dsn or dsn
+    tcfg = target.telemetry
     try:
         if args.dry_run:
             for sf, stmts in plan(tcfg):
@@ -308,11 +296,14 @@ def cli_main(argv: list[str]) -> int:
                 for stmt in stmts:
                     print(stmt + ";\n")
             return 0
-        store = Store(dsn, tcfg.database)
+        store = cli_store.open_store(target)
         try:
             applied = migrate(store, tcfg)
         finally:
             store.close()
+    except cli_store.StoreTargetError as exc:
+        print(f"loomgate migrate: {exc}", file=sys.stderr)
+        return 2
     except (SchemaError, StoreError) as exc:
         print(f"loomgate migrate: {exc}", file=sys.stderr)
         return 1
@@ -321,12 +312,6 @@ def cli_main(argv: list[str]) -> int:
     else:
         print(f"schema of {tcfg.database} is up to date")
     return 0
-
-
-def _replace_database(tcfg: TelemetryConfig, database: str) -> TelemetryConfig:
-    from dataclasses import replace
-
-    return replace(tcfg, database=database)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,11 @@ import json
 import re
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collectors import maintenance
+from collectors import cli_store, maintenance
 from collectors.querylib import converter_for, jsonable, load_query
 from collectors.store import AsyncStore, QueryResult
 from gateway.config import Config, Sla
@@ -273,30 +270,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fetch_from_gateway(config: Config, window: str | None) -> list[dict[str, Any]] | None:
+def _fetch_from_gateway(target: cli_store.StoreTarget, window: str | None) -> list[dict[str, Any]] | None:
     """The report from a running gateway's admin API, or None when no gateway answers."""
-    adm = config.admin_listener
-    host = "127.0.0.1" if adm.host in ("0.0.0.0", "::", "") else adm.host
-    host = f"[{host}]" if ":" in host else host
-    query = "?" + urllib.parse.urlencode({"window": window}) if window else ""
-    req = urllib.request.Request(f"http://{host}:{adm.port}/api/sla{query}",
-                                 headers={"Authorization": f"Bearer {adm.token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return list(json.loads(resp.read())["slas"])
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")[:300]
-        raise RuntimeError(f"gateway admin API answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
+    body = cli_store.admin_get(target, "/api/sla", {"window": window} if window else None, timeout=30)
+    return None if body is None else list(body["slas"])
 
 
-def _report_direct(config: Config, window_s: float | None) -> list[dict[str, Any]]:
+def _report_direct(target: cli_store.StoreTarget, config: Config,
+                   window_s: float | None) -> list[dict[str, Any]]:
     import asyncio
 
-    from collectors.store import Store, ThreadStore
+    from collectors.store import ThreadStore
 
-    store = Store(config.store_dsn, config.telemetry.database)
+    store = cli_store.open_store(target, instead="leave out --direct to ask its admin API")
     try:
         return asyncio.run(sla_report(ThreadStore(store), config, window_s))
     finally:
@@ -310,22 +296,24 @@ def cli_main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"loomgate sla: --window: {exc}", file=sys.stderr)
         return 2
-    from gateway.config_loader import ConfigError, load_config
-
     try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print("\n".join(exc.problems) or str(exc), file=sys.stderr)
+        target = cli_store.resolve(args.config, None, None)
+    except cli_store.StoreTargetError as exc:
+        print(f"loomgate sla: {exc}", file=sys.stderr)
         return 2
-    from collectors.store import StoreError, is_embedded
+    config = target.config
+    if config is None:  # resolve always loads a named config
+        print(f"loomgate sla: --config {args.config}: no config loaded", file=sys.stderr)
+        return 2
+    from collectors.store import StoreError
 
     try:
         rows = None
-        if is_embedded(config.store_dsn) and not args.direct:
-            rows = _fetch_from_gateway(config, args.window)
+        if target.gateway_owned and not args.direct:
+            rows = _fetch_from_gateway(target, args.window)
         if rows is None:
-            rows = _report_direct(config, window_s)
-    except (RuntimeError, StoreError) as exc:
+            rows = _report_direct(target, config, window_s)
+    except (cli_store.StoreTargetError, StoreError) as exc:
         print(f"loomgate sla: {exc}", file=sys.stderr)
         return 1
     if args.format == "json":
