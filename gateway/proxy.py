@@ -648,6 +648,7 @@ class Proxy:
         sent = 0
         if request.method != "HEAD" and status not in _NO_BODY_STATUSES and status >= 200:
             read = up.content.readany
+            at_eof = up.content.at_eof
             write = resp.write
             while True:
                 try:
@@ -674,6 +675,8 @@ class Proxy:
                     self._abort(request, resp, up, c, "client_abort", "")
                     return resp, True
                 sent += len(chunk)
+                if at_eof():  # the upstream's body is complete: no need to wait for its end marker
+                    break
         c.response_body_size = sent
         try:
             await resp.write_eof()
