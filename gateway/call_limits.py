@@ -13,7 +13,9 @@ Semantics (the connect limit stays with aiohttp's connector):
 
 * total -- from the start of the call until the upstream's response has been read to its end;
 * read  -- the longest wait for the upstream's next bytes: from the moment the request has been handed
-  over (a request body fully sent) to the response headers, then for each read of the response body.
+  over to the response headers, then for each read of the response body.  A request with a streamed
+  body is handed over once the body is fully sent; one without a body at the start of the call, so a
+  wait for a free pooled connection and the connect (itself bounded by the connect limit) count too.
   Time the gateway spends writing to its own client is not upstream silence and is never counted.
 
 A limit that runs out while the gateway is waiting for the upstream interrupts that wait (the task is
