@@ -214,3 +214,13 @@ async def test_unparseable_admin_requests_get_json_errors(stack: Stack) -> None:
     writer.close()
     assert b" 400 " in raw.split(b"\r\n", 1)[0] and b'"bad_request"' in raw
     assert stack.sink.records == []  # admin traffic is not partner traffic
+
+
+async def test_admin_responses_forbid_framing_sniffing_caching_and_scripts(stack: Stack) -> None:
+    for path, headers in (("/login", {}), ("/api/stats", BEARER), ("/api/stats", {}), ("/status", BEARER)):
+        async with stack.http.get(_admin(stack, path), headers=headers, allow_redirects=False) as r:
+            assert r.headers["X-Frame-Options"] == "DENY", path
+            assert r.headers["X-Content-Type-Options"] == "nosniff", path
+            assert r.headers["Cache-Control"] == "no-store", path
+            csp = r.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp
