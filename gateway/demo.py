@@ -289,9 +289,8 @@ async def print_summary(store: Any, start: datetime, end: datetime, service: str
     """The per route / partner table, computed by SQL; returns its number of rows."""
     from collectors.querylib import render, run_query
 
-    result = await run_query(store, "demo_summary", {"start": start.isoformat(), "end": end.isoformat(),
-                                                     "service": service})
-    _heading("Calls per route and partner (SQL over otel_traces: queries/demo_summary.sql)", out)
+    result = await run_query(store, "demo_summary", {"start": start.isoformat(), "end": end.isoformat()})
+    _heading("Calls per route and partner (SQL over the call rollup: queries/demo_summary.sql)", out)
     print(render(result, "table"), file=out, end="")
     lag = await run_query(store, "demo_sync_lag", {"start": start.isoformat(), "end": end.isoformat(),
                                                    "service": service, "target_s": "5"})
