@@ -22,7 +22,6 @@ from gateway import errors
 from gateway.config import CircuitBreakerConfig
 
 State = Literal["closed", "open", "half_open"]
-_CODES: dict[str, int] = {"closed": 0, "open": 1, "half_open": 2}
 ChangeCallback = Callable[[str, str, str], None]
 
 
@@ -47,11 +46,6 @@ class CircuitBreaker:
     @property
     def state(self) -> State:
         return self._state
-
-    @property
-    def state_code(self) -> int:
-        """0 closed, 1 open, 2 half-open (for the circuit-state gauge)."""
-        return _CODES[self._state]
 
     @property
     def consecutive_failures(self) -> int:
