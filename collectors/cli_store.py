@@ -16,6 +16,7 @@ itself (``open_store``), which refuses while a gateway that owns the store is ru
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import urllib.error
@@ -51,6 +52,14 @@ class StoreTarget:
     def gateway_owned(self) -> bool:
         """The config's gateway opens this very store (embedded), so only one of us may at a time."""
         return self.config is not None and is_embedded(self.dsn) and self.dsn == self.config.store_dsn
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` / ``--dsn`` / ``--database`` options every store-using command shares."""
+    parser.add_argument("--config", help="gateway config file (telemetry: store, database, ttl, cluster; "
+                                         "admin listener)")
+    parser.add_argument("--dsn", help="store DSN (chdb:///path or http(s)://…); overrides the config's store")
+    parser.add_argument("--database", help="database; overrides the config's (default 'otel')")
 
 
 def resolve(config_path: str | Path | None, dsn: str | None, database: str | None, *,

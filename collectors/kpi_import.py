@@ -431,9 +431,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("table", help="KPI table: " + ", ".join(SPECS))
     p.add_argument("file", type=Path)
     p.add_argument("--format", choices=tuple(FORMATS), help="default: from the file extension")
-    p.add_argument("--config", help="gateway config file (store and database)")
-    p.add_argument("--dsn", help="store DSN (chdb:///path or http(s)://…); overrides --config")
-    p.add_argument("--database", help="database (default from the config, else 'otel')")
+    cli_store.add_store_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 

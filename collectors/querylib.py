@@ -444,9 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="with --list: formulas and parameters too")
     p.add_argument("-p", "--param", action="append", default=[], metavar="K=V", help="a query parameter")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--config", help="gateway config file (store, database, admin listener)")
-    p.add_argument("--dsn", help="store DSN (chdb:///path or http(s)://…); overrides --config")
-    p.add_argument("--database", help="database (default from the config, else 'otel')")
+    cli_store.add_store_arguments(p)
     return p
 
 

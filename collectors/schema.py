@@ -267,14 +267,14 @@ def _execute(store: Store, sf: SchemaFile, ctx: RenderContext) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from collectors import cli_store
+
     p = argparse.ArgumentParser(
         prog="loomgate migrate",
         description="Apply the versioned ClickHouse schema (queries/schema/NNN_*.sql) to the store. "
         "An embedded chdb:// store must not be open in another process (stop the gateway first).",
     )
-    p.add_argument("--config", help="gateway config file (telemetry section: store, database, ttl, cluster)")
-    p.add_argument("--dsn", help="store DSN, overrides telemetry.store (chdb:///path or http(s)://…)")
-    p.add_argument("--database", help="database, overrides telemetry.database")
+    cli_store.add_store_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the rendered SQL and exit; touches nothing")
     return p
 
