@@ -202,7 +202,10 @@ class Telemetry:
 
     async def writer_status(self) -> dict[str, Any]:
         """The writer's view: healthy, store_error, counters, spool_segments, spool_bytes, memory_records."""
-        return dict(await self.rpc("status", ()))
+        status = dict(await self.rpc("status", ()))
+        with self._lock:  # so counters() is never behind a status the caller has already seen
+            self._merge_counters(status["counters"])
+        return status
 
     async def flush(self, timeout: float = 30.0) -> bool:
         """Cut the current batch and wait until every batch cut so far is acknowledged or spilled."""
@@ -393,6 +396,15 @@ class Telemetry:
             self._dispatch(msg)
         self._writer_gone("" if self._closing else reason)
 
+    def _merge_counters(self, snapshot: dict[str, int]) -> None:
+        # Snapshots travel from several writer threads (acks, replays, RPC replies) and may arrive out of
+        # order; every counter only grows, so the element-wise maximum is the newest view.  Caller holds
+        # the lock.
+        merged = dict(self._writer_counters)
+        for key, value in snapshot.items():
+            merged[key] = max(value, merged.get(key, 0))
+        self._writer_counters = merged
+
     def _dispatch(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "ack":
@@ -400,10 +412,10 @@ class Telemetry:
                 pend = self._unacked.pop(msg[1], None)
                 if pend is not None:
                     self._held -= pend.n
-                self._writer_counters = msg[3]
+                self._merge_counters(msg[3])
         elif kind == "counters":
             with self._lock:
-                self._writer_counters = msg[1]
+                self._merge_counters(msg[1])
         elif kind == "rpc":
             _, req_id, ok, payload = msg
             fut = self._rpc_futures.get(req_id)
@@ -414,7 +426,7 @@ class Telemetry:
                 self._resolve(self._ready_fut, (msg[1], msg[2], msg[3]), None)
         elif kind == "closed":
             with self._lock:
-                self._writer_counters = msg[1]
+                self._merge_counters(msg[1])
             if self._closed_fut is not None:
                 self._resolve(self._closed_fut, None, None)
 

@@ -103,7 +103,7 @@ class Writer:
         self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "received": 0}
         self.gateway_pipeline: dict[str, int] = {}
         self._mem_records = 0
-        self._lock = threading.Lock()  # counters and _mem_records (main + receiver threads)
+        self._lock = threading.Lock()  # counters, _mem_records and spool removal (writer threads)
         self._send_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="writer-rpc")
         self._last_pipeline = 0.0
@@ -353,11 +353,12 @@ class Writer:
         except Exception as exc:
             self._fail(exc)
             return
-        self.spool.remove(seg)
-        self._recovered()
         n = len(batch.records)
-        self._count("written", n)
-        self._count("replayed", n)
+        with self._lock:  # status() must never see the segment gone but its records not yet counted
+            self.spool.remove(seg)
+            self.counters["written"] += n
+            self.counters["replayed"] += n
+        self._recovered()
         self._send(("counters", self.snapshot()))
 
     def _maybe_collect_garbage(self) -> None:
@@ -435,11 +436,12 @@ class Writer:
         return fn(*args)
 
     def status(self) -> dict[str, Any]:
-        segs = self.spool.segments()
         with self._lock:
+            segs = self.spool.segments()
             mem = self._mem_records
+            counters = dict(self.counters)
         return {
-            "healthy": self.healthy, "store_error": self.store_error, "counters": self.snapshot(),
+            "healthy": self.healthy, "store_error": self.store_error, "counters": counters,
             "spool_segments": len(segs), "spool_bytes": sum(s.size for s in segs),
             "memory_records": mem,
         }
