@@ -276,10 +276,16 @@ def rss_under_connections(server: Server, connections: int, duration: float, loa
 
 # ----------------------------------------------------------------------------------------------- setup
 def repin_children(server: Server, core: set[int]) -> None:
-    """Move the gateway's child processes (the telemetry writer) to ``core``."""
+    """Move the gateway's child processes (the telemetry writer), every thread of them, to ``core``.
+
+    Linux keeps CPU affinity per thread: setting it on a pid moves only the main thread, and the embedded
+    ClickHouse's pools (background merges among them) started with the gateway's core would stay there.
+    """
     for child in server.ps.children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            child.cpu_affinity(sorted(core))
+            for thread in child.threads():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(thread.id, core)
 
 
 def gateway_available() -> bool:

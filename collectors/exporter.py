@@ -210,6 +210,8 @@ class Telemetry:
     async def flush(self, timeout: float = 30.0) -> bool:
         """Cut the current batch and wait until every batch cut so far is acknowledged or spilled."""
         self._cut()
+        if self._alive:
+            self._out.put(("flush",))  # the writer would otherwise hold small batches back
         with self._lock:
             waiting = set(self._unacked)
         deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ Wire protocol (``multiprocessing.connection`` framing; control messages pickled 
 
 gateway → writer: ``("init", WriterSettings)``; ``("batch", batch_id, cut_ns, gauges, n_chunks)`` followed
 by ``n_chunks`` raw messages, each a pickled list of record tuples; ``("rpc", req_id, op, args)`` with op in
-query / command / insert / ping / status; ``("close",)``.
+query / command / insert / ping / status; ``("flush",)`` (insert held batches now); ``("close",)``.
 writer → gateway: ``("ready", ok, error, fatal)``; ``("ack", batch_id, outcome, counters)`` with outcome in
 written / spooled / dropped; ``("counters", counters)`` after a replay; ``("rpc", req_id, ok,
 result_or_error)``; ``("closed", counters)``.
@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import os
 import pickle
 import queue
 import signal
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from collectors.metrics import MetricRows, batch_metric_rows, pipeline_rows, project
+from collectors.metrics import MetricRows, batch_metric_rows, gauge_rows, pipeline_rows, project
 from collectors.record import CallRecord
 from collectors.rows import (
     METRIC_GAUGE_COLUMNS,
@@ -64,8 +65,7 @@ log = logging.getLogger("loomgate.writer")
 
 PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
 GC_EVERY = 30.0  # seconds between explicit garbage collections
-MAX_INSERT_RECORDS = 100_000  # waiting batches are combined into one insert up to this many records:
-# each insert has a fixed ClickHouse cost (parts, views) of ~80 ms, ~0.4 µs per span row at this size
+MAX_INSERT_RECORDS = 100_000  # waiting batches are combined into one insert up to this many records
 _IDLE_TICK = 0.2
 
 
@@ -84,7 +84,12 @@ class _Close:
     """Inbox marker: everything before it has been received; finish and exit."""
 
 
+class _Flush:
+    """Inbox marker: the gateway waits for every batch it sent; insert what is held now."""
+
+
 _CLOSE = _Close()
+_FLUSH = _Flush()
 
 
 class Writer:
@@ -94,7 +99,7 @@ class Writer:
         self.conn = conn
         self.resource = dict(settings.resource)
         self.spool = Spool(settings.spool_dir, self.t.spool.max_bytes)
-        self.inbox: queue.Queue[Batch | _Close] = queue.Queue()
+        self.inbox: queue.Queue[Batch | _Close | _Flush] = queue.Queue()
         self.store: Store | None = None
         self.store_error = ""
         self.healthy = False
@@ -200,6 +205,8 @@ class Writer:
                     self._receive_batch(msg)
                 elif kind == "rpc":
                     self._pool.submit(self._rpc, msg[1], msg[2], msg[3])
+                elif kind == "flush":
+                    self.inbox.put(_FLUSH)
                 elif kind == "close":
                     break
                 else:
@@ -230,16 +237,28 @@ class Writer:
     # -- batches -------------------------------------------------------------------------------------
 
     def _gather(self, first: Batch) -> tuple[list[Batch], bool]:
-        """Batches already waiting are inserted together (one insert per table amortises the per-insert
-        cost of parts and materialized views); True when the close marker was reached."""
+        """The batches to insert together with ``first``; True when the close marker was reached.
+
+        Batches already waiting are always taken (one insert per table amortises the per-insert cost of
+        parts and materialized views: about half the writer's work at a few thousand records per insert).
+        Below ``insert_min_records`` the writer also waits for more, up to ``insert_max_wait`` after
+        ``first`` arrived, unless the gateway asks for a flush or the store is backing off.
+        """
         group, n = [first], len(first.records)
+        deadline = time.monotonic() + self.t.insert_max_wait
         while n < MAX_INSERT_RECORDS:
+            wait = 0.0
+            if n < self.t.insert_min_records and not self.retry_at:
+                wait = deadline - time.monotonic()
             try:
-                item = self.inbox.get_nowait()
+                item = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
             except queue.Empty:
                 break
             if isinstance(item, _Close):
                 return group, True
+            if isinstance(item, _Flush):
+                deadline = 0.0  # take what is already waiting, then insert
+                continue
             group.append(item)
             n += len(item.records)
         return group, False
@@ -291,8 +310,12 @@ class Writer:
                      METRIC_GAUGE_COLUMNS, settings)
 
     def _metric_rows(self, batch: Batch, records: Sequence[CallRecord]) -> MetricRows:
-        return batch_metric_rows(records, batch.gauges, service_name=self.t.service_name,
+        rows = batch_metric_rows(records, batch.gauges, service_name=self.t.service_name,
                                  resource=self.resource, start_ns=batch.cut_ns, time_ns=batch.cut_ns)
+        for cut_ns, snapshot in batch.gauges.get(EARLIER_GAUGES, ()):
+            rows.gauges.extend(gauge_rows(snapshot, service_name=self.t.service_name, resource=self.resource,
+                                          time_ns=cut_ns))
+        return rows
 
     def _spool(self, batch: Batch, acks: Sequence[Batch]) -> None:
         """Spool ``batch``, then acknowledge the gateway batches it is made of."""
@@ -458,15 +481,43 @@ class Writer:
             self.conn.send_bytes(data)
 
 
+EARLIER_GAUGES = "earlier_snapshots"  # key of a combined batch's gauges: [(cut_ns, snapshot), ...]
+
+
 def combine(group: Sequence[Batch]) -> Batch:
-    """One batch (new id) holding the records of several; gauges are the latest snapshot."""
+    """One batch (new id) holding the records of several.  Its gauges are the latest snapshot, and the
+    earlier ones (each with the time it was taken) travel along so every sample still becomes a row."""
     records = [r for b in group for r in b.records]
-    return Batch(uuid.uuid4().hex, group[-1].cut_ns, records, group[-1].gauges)
+    earlier: list[tuple[int, dict[str, Any]]] = []
+    for b in group:
+        earlier.extend(b.gauges.get(EARLIER_GAUGES, ()))
+        earlier.append((b.cut_ns, {k: v for k, v in b.gauges.items() if k != EARLIER_GAUGES}))
+    last_ns, last = earlier.pop()
+    return Batch(uuid.uuid4().hex, last_ns, records, {**last, EARLIER_GAUGES: earlier})
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def lower_priority(increment: int) -> None:
+    """Lower this process's CPU priority by ``increment`` (nice), every thread of it.
+
+    Linux keeps the nice value per thread and a new thread inherits its creator's, so the threads already
+    running (the embedded ClickHouse starts pools on import) are lowered one by one, before the store opens.
+    """
+    if increment <= 0:
+        return
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: the main thread only
+        tids = [0]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except OSError as exc:  # a thread that just exited, or a platform without per-thread priorities
+            log.debug("priority of thread %d unchanged: %s", tid, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (isinstance(msg, tuple) and msg and msg[0] == "init"):
         log.error("expected an init message, got %r", type(msg))
         return 2
+    lower_priority(msg[1].telemetry.writer_nice)
     Writer(msg[1], conn).run()
     conn.close()
     return 0

@@ -129,6 +129,12 @@ class TelemetryConfig:
     batch_window: float = 1.0  # max seconds a record waits in memory
     batch_size: int = 5000
     queue_max_records: int = 200_000  # in-memory bound before spilling to the spool
+    # The writer holds small batches back to insert them together (each insert has a fixed ClickHouse
+    # cost); held batches survive a gateway crash (the writer inserts them on EOF) or a writer crash (the
+    # gateway keeps them until acknowledged), so this delays rows, it does not widen the crash window.
+    insert_min_records: int = 20_000
+    insert_max_wait: float = 2.0  # seconds
+    writer_nice: int = 10  # CPU priority of the writer process below the gateway's (0-19): proxying wins
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     otlp: OtlpConfig | None = None
     write_store: bool = True  # False: OTLP only
