@@ -232,6 +232,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 def drive(server: Server, connections: int, duration: float, load_core: set[int] | None,
           script: Path | None) -> Load:
+    if server.proc.poll() is not None:
+        raise RuntimeError(f"{server.name} exited with {server.proc.returncode}; the end of its log:\n"
+                           f"{server.log.read_text(errors='replace')[-3000:]}")
     cmd = load_command(server.url + PATH, connections, duration, script)
     loop_lag(server)  # discard what was recorded between runs
     cpu0, child0 = cpu_seconds(server)
