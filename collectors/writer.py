@@ -501,13 +501,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-def lower_priority(increment: int) -> None:
-    """Lower this process's CPU priority by ``increment`` (nice), every thread of it.
+LOW_PRIORITY_NICE = 10
 
-    Linux keeps the nice value per thread and a new thread inherits its creator's, so the threads already
-    running (the embedded ClickHouse starts pools on import) are lowered one by one, before the store opens.
+
+def lower_priority(priority: str) -> None:
+    """Run this process at the configured CPU priority (``TelemetryConfig.writer_priority``).
+
+    Linux keeps the scheduling policy and nice value per thread, and a new thread inherits its creator's;
+    the threads already running (the embedded ClickHouse starts pools on import) are changed one by one,
+    before the store opens.  ``idle`` is SCHED_IDLE: the writer only gets CPU time no other task wants, so
+    it never delays the gateway, the upstreams or anything else on the machine.
     """
-    if increment <= 0:
+    if priority == "normal":
         return
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
@@ -515,7 +520,11 @@ def lower_priority(increment: int) -> None:
         tids = [0]
     for tid in tids:
         try:
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+            if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            else:
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + LOW_PRIORITY_NICE)
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
         except OSError as exc:  # a thread that just exited, or a platform without per-thread priorities
             log.debug("priority of thread %d unchanged: %s", tid, exc)
 
@@ -535,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (isinstance(msg, tuple) and msg and msg[0] == "init"):
         log.error("expected an init message, got %r", type(msg))
         return 2
-    lower_priority(msg[1].telemetry.writer_nice)
+    lower_priority(msg[1].telemetry.writer_priority)
     Writer(msg[1], conn).run()
     conn.close()
     return 0

@@ -134,7 +134,10 @@ class TelemetryConfig:
     # gateway keeps them until acknowledged), so this delays rows, it does not widen the crash window.
     insert_min_records: int = 20_000
     insert_max_wait: float = 2.0  # seconds
-    writer_nice: int = 10  # CPU priority of the writer process below the gateway's (0-19): proxying wins
+    # CPU priority of the writer process: "idle" (Linux SCHED_IDLE: only CPU time nothing else wants, so
+    # it never delays proxying; on a saturated machine batches wait, then spill to the spool), "low"
+    # (nice +10: a small guaranteed share) or "normal".
+    writer_priority: Literal["idle", "low", "normal"] = "idle"
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     otlp: OtlpConfig | None = None
     write_store: bool = True  # False: OTLP only

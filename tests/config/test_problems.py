@@ -63,11 +63,11 @@ def test_wrong_types(case: Any) -> None:
     ]
 
 
-def test_writer_nice_out_of_range(case: Any) -> None:
-    text = case.doc(tail="telemetry: {writer_nice: 20, insert_max_wait: -1s}\n")
+def test_bad_writer_settings(case: Any) -> None:
+    text = case.doc(tail="telemetry: {writer_priority: lowest, insert_max_wait: -1s}\n")
     assert case.problems(text) == [
         case.at("telemetry:", "telemetry.insert_max_wait: must be 0 or more, got -1s"),
-        case.at("telemetry:", "telemetry.writer_nice: must be between 0 and 19, got 20"),
+        case.at("telemetry:", "telemetry.writer_priority: must be one of idle, low, normal, got 'lowest'"),
     ]
 
 

@@ -134,7 +134,7 @@ def test_full_file_loads_to_exact_objects(monkeypatch: pytest.MonkeyPatch, tmp_p
             queue_max_records=1000,
             insert_min_records=500,
             insert_max_wait=0.0,
-            writer_nice=0,
+            writer_priority="normal",
             spool=SpoolConfig(dir="/var/tmp/spool", max_bytes=1 << 30),
             otlp=OtlpConfig(
                 endpoint="collector:4317",

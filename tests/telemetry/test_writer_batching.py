@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from collectors.exporter import start_telemetry
 
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.2}
@@ -119,18 +121,23 @@ async def test_batches_held_by_the_writer_survive_a_gateway_crash(tmp_path: Path
         await tel.close()
 
 
-async def test_writer_runs_every_thread_at_the_configured_lower_priority(tmp_path: Path,
-                                                                         kit: SimpleNamespace) -> None:
+@pytest.mark.parametrize(("priority", "policy", "nice_added"),
+                         [("idle", os.SCHED_IDLE, 0), ("low", os.SCHED_OTHER, 10),
+                          ("normal", os.SCHED_OTHER, 0)])
+async def test_writer_runs_every_thread_at_the_configured_priority(tmp_path: Path, kit: SimpleNamespace,
+                                                                   priority: str, policy: int,
+                                                                   nice_added: int) -> None:
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    tel = await start_telemetry(kit.make_config(tmp_path, writer_nice=7), **FAST)
+    tel = await start_telemetry(kit.make_config(tmp_path, writer_priority=priority), **FAST)
     try:
         assert await tel.ready()
         threads = [_thread(tel.writer_pid, tid) for tid in os.listdir(f"/proc/{tel.writer_pid}/task")]
-        # ClickHouse raises its memory-accounting thread's priority itself (it must run on time); it
-        # is idle almost always.  Every other thread, its pools included, runs at the lower priority.
-        nices = {name: nice for name, nice in threads if name != "MemoryWorker"}
-        assert len(nices) > 3  # the embedded ClickHouse's pools are threads of the writer too
-        assert set(nices.values()) == {min(19, own + 7)}, threads
+        # ClickHouse raises its memory-accounting thread's nice value itself (it must run on time); it is
+        # idle almost always.  Every other thread, its pools included, runs at the configured priority.
+        others = [(name, pol, nice) for name, pol, nice in threads if name != "MemoryWorker"]
+        assert len(others) > 3  # the embedded ClickHouse's pools are threads of the writer too
+        assert {pol for _, pol, _ in threads} == {policy}, threads
+        assert {nice for _, _, nice in others} == {min(19, own + nice_added)}, threads
     finally:
         await tel.close()
 
@@ -147,8 +154,9 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _thread(pid: int, tid: str) -> tuple[str, int]:
-    """(name, nice) of a thread, from /proc/PID/task/TID/stat (nice is the line's field 19)."""
+def _thread(pid: int, tid: str) -> tuple[str, int, int]:
+    """(name, scheduling policy, nice) of a thread, from /proc/PID/task/TID/stat (fields 19 and 41)."""
     stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
     name = stat[stat.index("(") + 1:stat.rindex(")")]
-    return name, int(stat.rsplit(")", 1)[1].split()[16])
+    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is the line's field 3
+    return name, int(fields[38]), int(fields[16])
