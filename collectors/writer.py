@@ -66,6 +66,7 @@ log = logging.getLogger("loomgate.writer")
 PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
 GC_EVERY = 30.0  # seconds between explicit garbage collections
 MAX_INSERT_RECORDS = 100_000  # waiting batches are combined into one insert up to this many records
+SPOOL_RECORD_BYTES = 250  # a record's size in the spool until one was measured
 _IDLE_TICK = 0.2
 
 
@@ -112,6 +113,8 @@ class Writer:
         self._send_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="writer-rpc")
         self._last_pipeline = 0.0
+        self._carry: Batch | None = None  # taken from the inbox but left for the next insert
+        self._spool_record_bytes = SPOOL_RECORD_BYTES
         self._last_gc = time.monotonic()
         self.otlp: Any = None
         if self.t.otlp is not None:
@@ -127,10 +130,13 @@ class Writer:
             return
         threading.Thread(target=self._receive, name="writer-recv", daemon=True).start()
         while True:
-            try:
-                item = self.inbox.get(timeout=self._tick())
-            except queue.Empty:
-                item = None
+            item: Batch | _Close | _Flush | None = self._carry
+            self._carry = None
+            if item is None:
+                try:
+                    item = self.inbox.get(timeout=self._tick())
+                except queue.Empty:
+                    item = None
             if item is _CLOSE:
                 break
             if isinstance(item, Batch):
@@ -178,6 +184,9 @@ class Writer:
         self.store_error = ""
 
     def _shutdown(self) -> None:
+        if self._carry is not None:
+            self._handle([self._carry])
+            self._carry = None
         while True:  # batches received before the close marker was queued behind it cannot exist, but be safe
             try:
                 item = self.inbox.get_nowait()
@@ -246,7 +255,10 @@ class Writer:
         """
         group, n = [first], len(first.records)
         deadline = time.monotonic() + self.t.insert_max_wait
-        while n < MAX_INSERT_RECORDS:
+        # If the insert fails, the group is spooled as one unit: never more than the spool can still take,
+        # or a combination would be dropped whole where its parts would have fitted.
+        cap = min(MAX_INSERT_RECORDS, self._spool_room())
+        while n < cap:
             wait = 0.0
             if n < self.t.insert_min_records and not self.retry_at:
                 wait = deadline - time.monotonic()
@@ -259,6 +271,9 @@ class Writer:
             if isinstance(item, _Flush):
                 deadline = 0.0  # take what is already waiting, then insert
                 continue
+            if n + len(item.records) > cap:
+                self._carry = item
+                break
             group.append(item)
             n += len(item.records)
         return group, False
@@ -317,10 +332,17 @@ class Writer:
                                           time_ns=cut_ns))
         return rows
 
+    def _spool_room(self) -> int:
+        """Records the spool could still take, by the size records had there lately."""
+        return max(0, self.spool.max_bytes - self.spool.bytes_used()) // self._spool_record_bytes
+
     def _spool(self, batch: Batch, acks: Sequence[Batch]) -> None:
         """Spool ``batch``, then acknowledge the gateway batches it is made of."""
         n = len(batch.records)
+        before = self.spool.bytes_used()
         if self.spool.append(batch):
+            if n:
+                self._spool_record_bytes = max(1, (self.spool.bytes_used() - before) // n)
             self._count("spooled", n)
             outcome = "spooled"
         else:

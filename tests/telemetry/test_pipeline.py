@@ -140,7 +140,7 @@ async def test_spool_budget_overflow_drops_exactly_what_is_counted(tmp_path: Pat
                                                                   insert_max_wait: float) -> None:
     recs = kit.make_records(1200, seed=3)
     # one 100-record batch pickles to ~25 kB: a 90 kB budget holds three of the twelve.  Batches the
-    # writer held back and combined are spooled (or dropped) as one unit under one dedup token.
+    # writer combines are spooled (or dropped) as one unit under one dedup token.
     tel = await start_telemetry(kit.make_config(tmp_path, batch_size=100, batch_window=30.0,
                                                 spool_max_bytes=90_000, insert_max_wait=insert_max_wait),
                                 **FAST)
@@ -151,8 +151,8 @@ async def test_spool_budget_overflow_drops_exactly_what_is_counted(tmp_path: Pat
             tel.sink.submit(r)
         assert await tel.flush()
         c = tel.counters()
-        assert c["dropped"] > 0
-        assert c["spooled"] > 0 or insert_max_wait > 0
+        # held or not, batches are only combined as far as the spool could still take them
+        assert c["dropped"] > 0 and c["spooled"] > 0
         assert c["dropped"] + c["spooled"] == 1200
         assert c["dropped"] % 100 == 0  # whole batches
         await tel.store.command("ATTACH TABLE otel_traces")

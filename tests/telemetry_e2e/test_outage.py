@@ -93,12 +93,9 @@ async def test_spool_budget_overflow_drops_exactly_the_missing_rows(
     http: aiohttp.ClientSession,
 ) -> None:
     up = await upstream_server()
-    # a budget of a few batches: most of what arrives while the store is down cannot be kept.  Each batch
-    # is inserted (or spooled) on its own: batches the writer holds back go to the spool as one unit,
-    # which would not fit a budget this small at all.
+    # a budget of a few batches: most of what arrives while the store is down cannot be kept
     gw = await telemetry_gateway(standard_config(
-        up.url, telemetry=e2e.telemetry(tmp_path, spool_max_bytes=12_000, batch_window=0.1,
-                                        insert_max_wait=0.0)))
+        up.url, telemetry=e2e.telemetry(tmp_path, spool_max_bytes=12_000, batch_window=0.1)))
     tel = e2e.tel_of(gw)
     await e2e.store_of(gw).command("DETACH TABLE otel_traces")
     # rounds of traffic until the budget overflows (how many records fit depends on the spool encoding)
