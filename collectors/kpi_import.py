@@ -81,7 +81,10 @@ class Column:
             checks.append((f"NOT {blank} AND {bad}", "is not a time (ISO-8601 or epoch seconds)"))
         elif self.kind == "money":
             dec = f"toDecimal64OrNull(trimBoth({c}), 2)"
+            # Amounts are stored in hundredths; parsing at scale 2 would silently cut '12.345' to 12.34.
+            exact = f"toDecimal128OrNull(trimBoth({c}), 12)"
             checks = [(blank, "is empty"), (f"isNull({dec})", "is not a decimal number"),
+                      (f"{dec} != {exact}", "has more than 2 decimal places"),
                       (f"{dec} < 0", "is negative")]
         elif self.kind == "count":
             checks = [(blank, "is empty"), (f"isNull(toUInt32OrNull(trimBoth({c})))",

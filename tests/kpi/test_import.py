@@ -84,6 +84,8 @@ def test_reimport_does_not_double_count(kpi_store: Store, tmp_path: Path) -> Non
          "'abc' is not a decimal number"),
         ("o1,b1,a1,10,EUR,2026-01-05,organic,\no2,b1,a1,-3,EUR,2026-01-05,organic,\n", 3, 2, "amount",
          "'-3' is negative"),
+        ("o1,b1,a1,10.50,EUR,2026-01-05,organic,\no2,b1,a1,12.345,EUR,2026-01-05,organic,\n", 3, 2,
+         "amount", "'12.345' has more than 2 decimal places"),
         ("o1,b1,a1,10,EUR,yesterday,organic,\n", 2, 1, "ts", "'yesterday' is not a time"),
         ("o1,b1,a1,10,EUR,12,organic,\n", 2, 1, "ts", "'12' is not a time"),
         ("o1,,a1,10,EUR,2026-01-05,organic,\n", 2, 1, "buyer_id", "NULL/missing is empty"),
