@@ -1,7 +1,9 @@
 """Burn-rate alerts: evaluated on a schedule in the gateway process, delivered to webhooks.
 
 Every ``alerts.evaluate_every`` seconds each SLA's burn rates are computed (``queries/burn_rate.sql``, rules
-``collectors.sla.DEFAULT_RULES``) for both signals, requests and probes.  A rule of one SLA and one signal
+``collectors.sla.DEFAULT_RULES``) for every signal: requests and probes (availability), and latency when
+the SLA has a latency objective (its error budget is the share of requests allowed over the
+threshold).  A rule of one SLA and one signal
 is an alert, keyed ``<sla>/<signal>/<long>/<short>``; an episode starts when it fires and ends when it
 stops firing.  Each webhook gets one message when an episode starts and one when it ends, never more
 (the open episodes are reloaded from the history at start, so a restart does not page again).
@@ -167,7 +169,7 @@ class AlertManager:
             factor=float(row["factor"]), threshold=float(row["threshold"]),
             long_ratio=float(row["long_error_ratio"]), short_ratio=float(row["short_error_ratio"]),
             long_burn_rate=float(row["long_burn_rate"]), short_burn_rate=float(row["short_burn_rate"]),
-            objective=sla.availability, at=at)
+            objective=float(row["objective_pct"]), at=at)
 
     def _notify(self, ev: AlertEvent) -> None:
         for wh in self.config.alerts.webhooks:

@@ -175,9 +175,11 @@ async def burn_rates(store: AsyncStore, config: Config, sla: Sla, *, now: float 
     end = time.time() if now is None else now
     longest = max(r.long_s for r in rules)
     params = _sla_params(config, sla, end - longest, end)
-    for k in ("sla", "availability_target", "latency_threshold_ms", "latency_target", "sync_lag_target_ms"):
+    latency_objective = params.pop("latency_target")
+    for k in ("sla", "availability_target", "sync_lag_target_ms"):
         params.pop(k)
-    params.update(now=utc(end), objective=sla.availability, window_hours=sla.window / 3600.0,
+    params.update(now=utc(end), objective=sla.availability, latency_objective=latency_objective,
+                  window_hours=sla.window / 3600.0,
                   long_windows_s=[r.long_s for r in rules], short_windows_s=[r.short_s for r in rules],
                   budget_fractions=[r.budget_fraction for r in rules])
     res = await run_named(store, "burn_rate", params)

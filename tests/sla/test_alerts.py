@@ -14,7 +14,7 @@ from aiohttp import web
 from collectors.alerts import start_alerts
 from collectors.record import ListSink
 from collectors.store import Store, ThreadStore
-from gateway.config import AlertsConfig, Route, Sla, Upstream, Webhook
+from gateway.config import AlertsConfig, LatencyObjective, Route, Sla, Upstream, Webhook
 
 NOW = dt.datetime(2024, 5, 31, tzinfo=dt.UTC).timestamp()
 
@@ -189,3 +189,29 @@ async def test_webhook_down_gives_up_and_proxying_is_unaffected(sla_store: Store
     assert failed == [("inventory/requests/1h/5m", "delivery_failed", "ops", 3)]
     msg = sla_store.query("SELECT Message FROM loomgate_alerts WHERE Event = 'delivery_failed'").rows[0][0]
     assert "Timeout" in msg
+
+
+async def test_latency_objective_burn_pages_with_its_own_objective(sla_store: Store, history: Any,
+                                                                   config_factory: Any,
+                                                                   webhook_receiver: Any) -> None:
+    # every request succeeds, but in the last 5 minutes 90 % of them take 900 ms against a 300 ms threshold
+    calls = [history.call(NOW - 300 + 3 * i, duration_ms=900.0 if i % 10 else 40.0, seq=i)
+             for i in range(100)]
+    history.insert_calls(sla_store, calls)
+    cfg = dataclasses.replace(
+        _config(config_factory, (Webhook("ops", webhook_receiver.url, format="json"),)),
+        slas=(Sla("inventory", upstream="inv", availability=99.9,
+                  latency=LatencyObjective(threshold=0.3, target=95.0)),))
+    mgr = await start_alerts(cfg, ThreadStore(sla_store), None, schedule=False)
+    try:
+        changes = await mgr.evaluate_once(NOW)
+        # 90 % slow against a 5 % budget is an 18x burn: every rule fires; availability is untouched
+        assert {c.key for c in changes} == {f"inventory/latency/{r}" for r in ("1h/5m", "6h/30m", "1d/2h",
+                                                                             "3d/6h")}
+        await webhook_receiver.wait_for(4)
+        page = next(m for m in webhook_receiver.received if m["alert"] == "inventory/latency/1h/5m")
+        assert page["signal"] == "latency" and page["objective_pct"] == 95.0
+        assert page["long_burn_rate"] == 18.0 and abs(page["threshold"] - 14.4 * 0.05) < 1e-9
+        assert "(upstream inv, 95 %)" in page["message"] and page["message"].endswith("latency)")
+    finally:
+        await mgr.close()

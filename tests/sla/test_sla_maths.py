@@ -195,6 +195,31 @@ async def test_burn_factors_follow_the_window(sla_store: Store, history: Any, co
     assert slamod.DEFAULT_RULES[0].factor(30 * 86400) == pytest.approx(14.4)
 
 
+async def test_latency_burn_rates_known_answers(sla_store: Store, history: Any, config_factory: Any) -> None:
+    # last 5 minutes: 50 calls, 45 of them slower than the 300 ms threshold; 40-60 minutes ago: 50 fast
+    calls = [history.call(NOW - 300 + 6 * i, duration_ms=900.0 if i < 45 else 50.0, seq=i) for i in range(50)]
+    calls += [history.call(NOW - 3600 + 24 * i, duration_ms=299.0, seq=100 + i) for i in range(50)]
+    history.insert_calls(sla_store, calls)
+    cfg = _config(config_factory, ())
+    sla = Sla("inv", upstream="inv", availability=99.9, latency=LatencyObjective(threshold=0.3, target=95.0))
+    rows = await slamod.burn_rates(ThreadStore(sla_store), cfg, sla, now=NOW)
+    lat = [r for r in rows if r["source"] == "latency"]
+    assert [r["objective_pct"] for r in lat] == [95.0] * 4
+    assert [r["threshold"] for r in lat] == pytest.approx([14.4 * 0.05, 6 * 0.05, 3 * 0.05, 1 * 0.05])
+    assert [r["long_events"] for r in lat] == [100] * 4 and [r["long_bad"] for r in lat] == [45] * 4
+    assert [r["short_events"] for r in lat] == [50, 50, 100, 100]
+    assert lat[0]["long_error_ratio"] == pytest.approx(0.45)
+    assert lat[0]["short_error_ratio"] == pytest.approx(0.9)
+    assert lat[0]["long_burn_rate"] == pytest.approx(9.0) and lat[0]["short_burn_rate"] == pytest.approx(18.0)
+    assert [r["firing"] for r in lat] == [False, True, True, True]  # 1h/5m needs 72 % slow over the hour
+    # availability keeps its own objective; every call succeeded
+    assert {r["objective_pct"] for r in rows if r["source"] == "requests"} == {99.9}
+    assert not any(r["firing"] for r in rows if r["source"] != "latency")
+    # an SLA without a latency objective has no latency signal
+    plain = await slamod.burn_rates(ThreadStore(sla_store), cfg, Sla("inv", upstream="inv"), now=NOW)
+    assert {r["source"] for r in plain} == {"requests"}  # and no probes in this history
+
+
 async def test_burn_rate_from_probes(sla_store: Store, history: Any, config_factory: Any) -> None:
     # 60 checks in the last hour, the last 5 (within 5 minutes) failed
     history.insert_checks(sla_store, [(NOW - 3600 + 60 * i, "inv", "fail" if i >= 55 else "ok",
