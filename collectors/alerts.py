@@ -14,7 +14,8 @@ webhook's ``timeout``.  They never run on the request path and a failing webhook
 evaluation or proxying.  State changes and delivery outcomes are stored in ``loomgate_alerts``.
 
 Payloads: ``format: json`` posts the alert as an object (status, alert, sla, upstream, route, severity,
-signal, rule, burn rates, threshold, message, at); ``format: slack`` posts ``{"text": message}``.
+signal, rule, objective (and the latency threshold for the latency signal), burn rates, threshold, message,
+at); ``format: slack`` posts ``{"text": message}``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class AlertEvent:
     sla: str
     upstream: str
     route: str
-    signal: str  # requests | probes
+    signal: str  # requests | probes | latency
     severity: str
     rule: str  # e.g. 1h/5m
     long_window_s: int
@@ -62,15 +63,19 @@ class AlertEvent:
     short_ratio: float
     long_burn_rate: float
     short_burn_rate: float
-    objective: float
+    objective: float  # percent: availability, or requests within latency_threshold_ms for latency
     at: float
+    latency_threshold_ms: float | None = None
 
     @property
     def message(self) -> str:
         where = f"route {self.route}" if self.route else f"upstream {self.upstream}"
         long_w, short_w = self.rule.split("/")
+        objective = f"{self.objective:g} %"
+        if self.signal == "latency" and self.latency_threshold_ms:
+            objective += f" within {self.latency_threshold_ms:g} ms"
         if self.status == "firing":
-            return (f"[FIRING] {self.severity}: SLA {self.sla} ({where}, {self.objective:g} %) is burning "
+            return (f"[FIRING] {self.severity}: SLA {self.sla} ({where}, {objective}) is burning "
                     f"its error budget at {self.long_burn_rate:.1f}x over {long_w} and "
                     f"{self.short_burn_rate:.1f}x over {short_w} (limit {self.factor:g}x, {self.signal})")
         return (f"[RESOLVED] {self.severity}: SLA {self.sla} ({where}) burn rate back under "
@@ -82,7 +87,8 @@ class AlertEvent:
         return {
             "status": self.status, "alert": self.key, "sla": self.sla, "upstream": self.upstream,
             "route": self.route or None, "signal": self.signal, "severity": self.severity, "rule": self.rule,
-            "objective_pct": self.objective, "factor": self.factor, "threshold": self.threshold,
+            "objective_pct": self.objective, "latency_threshold_ms": self.latency_threshold_ms,
+            "factor": self.factor, "threshold": self.threshold,
             "long_error_ratio": self.long_ratio, "short_error_ratio": self.short_ratio,
             "long_burn_rate": self.long_burn_rate, "short_burn_rate": self.short_burn_rate,
             "message": self.message, "at": dt.datetime.fromtimestamp(self.at, dt.UTC).isoformat(),
@@ -169,7 +175,8 @@ class AlertManager:
             factor=float(row["factor"]), threshold=float(row["threshold"]),
             long_ratio=float(row["long_error_ratio"]), short_ratio=float(row["short_error_ratio"]),
             long_burn_rate=float(row["long_burn_rate"]), short_burn_rate=float(row["short_burn_rate"]),
-            objective=float(row["objective_pct"]), at=at)
+            objective=float(row["objective_pct"]), at=at,
+            latency_threshold_ms=sla.latency.threshold * 1000.0 if sla.latency else None)
 
     def _notify(self, ev: AlertEvent) -> None:
         for wh in self.config.alerts.webhooks:

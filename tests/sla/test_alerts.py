@@ -212,6 +212,8 @@ async def test_latency_objective_burn_pages_with_its_own_objective(sla_store: St
         page = next(m for m in webhook_receiver.received if m["alert"] == "inventory/latency/1h/5m")
         assert page["signal"] == "latency" and page["objective_pct"] == 95.0
         assert page["long_burn_rate"] == 18.0 and abs(page["threshold"] - 14.4 * 0.05) < 1e-9
-        assert "(upstream inv, 95 %)" in page["message"] and page["message"].endswith("latency)")
+        assert page["latency_threshold_ms"] == 300.0
+        assert "(upstream inv, 95 % within 300 ms)" in page["message"]
+        assert page["message"].endswith("(limit 14.4x, latency)")
     finally:
         await mgr.close()
