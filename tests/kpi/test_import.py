@@ -61,6 +61,21 @@ def test_csv_jsonl_parquet_give_the_same_rows(kpi_store: Store, tmp_path: Path) 
     assert _stages(kpi_store) == 0
 
 
+@pytest.mark.parametrize(("unit", "tz"), [("ms", "Europe/Paris"), ("us", "America/New_York"), ("s", None)])
+def test_parquet_timestamps_import_as_instants_whatever_their_zone(kpi_store: Store, tmp_path: Path,
+                                                                   unit: str, tz: str | None) -> None:
+    # Parquet stores instants; a zone in the metadata (or none: naive, read as UTC) must not shift them
+    epoch_s = [1767607200, 1767691800]
+    scale = {"s": 1, "ms": 1000, "us": 1_000_000}[unit]
+    path = tmp_path / "orders.parquet"
+    pq.write_table(pa.table({
+        "order_id": ["o1", "o2"], "buyer_id": ["b1", "b2"], "artisan_id": ["a1", "a1"], "amount": [1.0, 2.0],
+        "currency": ["EUR"] * 2, "channel": ["organic"] * 2, "promo_code": [None, None],
+        "ts": pa.array([e * scale for e in epoch_s], pa.int64()).cast(pa.timestamp(unit, tz=tz))}), path)
+    assert import_file(kpi_store, "orders", path, progress=False).rows == 2
+    assert [r[6] for r in _orders(kpi_store)] == epoch_s
+
+
 def test_reimport_does_not_double_count(kpi_store: Store, tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_text(GOOD_CSV)
