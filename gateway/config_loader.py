@@ -1470,6 +1470,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
 # -------------------------------------------------------------------------------------------------- CLI
 
 
+def load_config_or_report(path: str | Path) -> Config | None:
+    """For command-line entry points: the config, or None after printing every problem to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
@@ -1498,11 +1508,8 @@ def cli_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and usage errors
         return int(exc.code or 0)
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = load_config_or_report(args.file)
+    if config is None:
         return 2
     print(summary(config))
     return 0

@@ -482,13 +482,10 @@ async def _report(store: Any, cfg: Config, stats: TrafficStats, start: datetime,
 
 def cli_main(argv: list[str]) -> int:
     opts = parse_args(argv)
-    from gateway.config_loader import ConfigError, load_config
+    from gateway.config_loader import load_config_or_report
 
-    try:
-        config = load_config(opts.config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = load_config_or_report(opts.config_path)
+    if config is None:
         return 2
     stale = check_demo_keys(config)
     if stale:

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,15 +258,9 @@ def cli_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from gateway.config_loader import ConfigError, load_config
+    from gateway.config_loader import load_config_or_report
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{args.config}: cannot read config: {exc.strerror or exc}", file=sys.stderr)
+    config = load_config_or_report(args.config)  # an unreadable file is one of its problems
+    if config is None:
         return 2
     return asyncio.run(serve(config))
