@@ -260,6 +260,19 @@ class RecordingUpstream:
 # ------------------------------------------------------------------------------------------ records
 
 
+async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll a sync or async predicate until true (bounded); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 async def wait_for_records(sink: ListSink, count: int, timeout: float = 5.0) -> list[CallRecord]:
     """The sink's records once it holds at least ``count`` (AssertionError after ``timeout``)."""
     deadline = time.monotonic() + timeout

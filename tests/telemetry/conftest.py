@@ -3,10 +3,8 @@ and helpers that wait (bounded) for the writer process to reach a state."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +15,7 @@ import pytest
 from collectors.exporter import Telemetry
 from collectors.record import CallRecord
 from gateway.config import AdminListener, Config, Listener, SpoolConfig, TelemetryConfig
+from gateway.testing import wait_for
 
 # (status, error_type, error_source, upstream called?, upstream status)
 OUTCOMES: tuple[tuple[int, str, str, bool, int], ...] = (
@@ -71,18 +70,6 @@ def make_config(data_dir: Path, **telemetry: Any) -> Config:
     return Config(source="test.yaml", partner_listener=Listener(port=0), admin_listener=AdminListener(port=0),
                   upstreams=(), routes=(), partners=(), telemetry=tcfg)
 
-
-async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll an async or sync predicate until true; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def spool_drained(tel: Telemetry) -> bool:

@@ -9,7 +9,6 @@ import this conftest under importlib import mode).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import socket
@@ -29,7 +28,7 @@ from collectors.exporter import Telemetry
 from collectors.store import AsyncStore
 from gateway.config import Config, SpoolConfig, TelemetryConfig
 from gateway.server import RunningGateway, run_gateway
-from gateway.testing import client_session
+from gateway.testing import client_session, wait_for
 
 SERVICE = "loomgate-e2e"
 SERVER_ROWS = "SELECT count() FROM otel_traces WHERE SpanKind = 'Server'"
@@ -72,18 +71,6 @@ async def rows(gw: RunningGateway, sql: str, **params: Any) -> list[tuple[Any, .
 async def scalar(gw: RunningGateway, sql: str, **params: Any) -> Any:
     return (await rows(gw, sql, **params))[0][0]
 
-
-async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll a sync or async predicate until true (bounded); fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 async def settle(gw: RunningGateway) -> None:
