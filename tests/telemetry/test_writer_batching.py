@@ -49,29 +49,19 @@ async def test_small_batches_wait_for_company_then_flush_inserts_them_at_once(tm
         await tel.close()
 
 
-async def test_held_batches_are_inserted_after_insert_max_wait(tmp_path: Path, kit: SimpleNamespace) -> None:
-    recs = kit.make_records(120, seed=32)
-    cfg = kit.make_config(tmp_path, insert_min_records=10_000, insert_max_wait=0.5)
+@pytest.mark.parametrize(("n", "min_records", "max_wait"), [(120, 10_000, 0.5), (400, 100, 60.0)],
+                         ids=["held-until-insert-max-wait", "batch-at-insert-min-records-not-held"])
+async def test_rows_arrive_without_a_flush(tmp_path: Path, kit: SimpleNamespace, n: int, min_records: int,
+                                           max_wait: float) -> None:
+    recs = kit.make_records(n, seed=32)
+    cfg = kit.make_config(tmp_path, insert_min_records=min_records, insert_max_wait=max_wait)
     tel = await start_telemetry(cfg, **FAST)
     try:
         for r in recs:
             tel.sink.submit(r)
-        await kit.wait_for(lambda: _equals(kit.count(tel, SERVER_ROWS), 120), timeout=20,
+        await kit.wait_for(lambda: _equals(kit.count(tel, SERVER_ROWS), n), timeout=20,
                            what="rows inserted without a flush")
-        await kit.wait_for(lambda: tel.counters()["written"] == 120, what="the acknowledgement")
-    finally:
-        await tel.close()
-
-
-async def test_big_enough_batches_are_not_held(tmp_path: Path, kit: SimpleNamespace) -> None:
-    recs = kit.make_records(400, seed=33)
-    cfg = kit.make_config(tmp_path, insert_min_records=100, insert_max_wait=60.0)
-    tel = await start_telemetry(cfg, **FAST)
-    try:
-        for r in recs:
-            tel.sink.submit(r)
-        await kit.wait_for(lambda: _equals(kit.count(tel, SERVER_ROWS), 400), timeout=20,
-                           what="rows of a batch at insert_min_records")
+        await kit.wait_for(lambda: tel.counters()["written"] == n, what="the acknowledgement")
     finally:
         await tel.close()
 
