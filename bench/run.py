@@ -469,6 +469,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "the gateway process alone has its core) or the gateway's ('same')")
     p.add_argument("--gateway-default-gc", action="store_true",
                    help="run the gateway with CPython's garbage-collector defaults (no gateway.gctune)")
+    p.add_argument("--insert-max-wait", type=float,
+                   help="the telemetry writer's insert_max_wait in seconds (default: the config default)")
+    p.add_argument("--writer-priority", choices=("idle", "low", "normal"),
+                   help="the telemetry writer's CPU priority (default: the config default)")
     p.add_argument("--out", help="also write the markdown report to this file")
     args = p.parse_args(argv)
     args.argv = argv
@@ -498,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
             script.write_text(WRK_SCRIPT % API_KEY)
         writer_core = load_core if args.writer_core == "other" else None
         flags = ["--default-gc"] if args.gateway_default_gc else []
+        if args.insert_max_wait is not None:
+            flags += ["--insert-max-wait", str(args.insert_max_wait)]
+        if args.writer_priority is not None:
+            flags += ["--writer-priority", args.writer_priority]
         with servers(workdir, targets, server_core, load_core, writer_core, flags) as procs:
             for name in targets:  # warm-up: pools filled, code paths hot, store tables created
                 drive(procs[name], 32, 1.0, load_core, script)

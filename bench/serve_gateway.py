@@ -52,8 +52,18 @@ def bench_config(args: argparse.Namespace) -> Config:
         # A real limit that the load never reaches: the bucket is checked on every request.
         partners=(Partner(id="bench-partner", api_key_sha256=(digest,), artisans=("a1", "a2", "a3"),
                           rate_limit=RateLimit(rps=1_000_000.0, burst=1_000_000)),),
-        telemetry=TelemetryConfig(enabled=args.telemetry, data_dir=args.data_dir),
+        telemetry=TelemetryConfig(enabled=args.telemetry, data_dir=args.data_dir, **writer_overrides(args)),
     )
+
+
+def writer_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Telemetry writer settings given on the command line (the config's defaults otherwise)."""
+    out: dict[str, object] = {}
+    if args.insert_max_wait is not None:
+        out["insert_max_wait"] = args.insert_max_wait
+    if args.writer_priority is not None:
+        out["writer_priority"] = args.writer_priority
+    return out
 
 
 LAG_TICK = 0.010
@@ -115,6 +125,8 @@ def main() -> None:
     p.add_argument("--telemetry", action="store_true")
     p.add_argument("--data-dir", default="./bench-data")
     p.add_argument("--default-gc", action="store_true", help="keep CPython's garbage-collector defaults")
+    p.add_argument("--insert-max-wait", type=float, help="telemetry.insert_max_wait, seconds (0: no holding)")
+    p.add_argument("--writer-priority", choices=("idle", "low", "normal"), help="telemetry.writer_priority")
     p.add_argument("--loop-lag", metavar="FILE", help="record event-loop lag; SIGUSR1 writes it to FILE")
     args = p.parse_args()
     asyncio.run(serve(bench_config(args), tune_gc=not args.default_gc, lag_file=args.loop_lag))
