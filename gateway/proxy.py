@@ -426,9 +426,10 @@ class Proxy:
         c.span_id = new_span_id()
 
         raw_path, _, raw_query = request.raw_path.partition("?")
-        c.path = raw_path[:_MAX_RECORDED_PATH]
+        c.path = raw_path[:_MAX_RECORDED_PATH]  # what is recorded if the path is rejected below
         path = normalize_path(raw_path)
-        c.path = path
+        if path is not raw_path:  # the canonical fast path returns the same string
+            c.path = path[:_MAX_RECORDED_PATH]
 
         partner = self._authenticate(headers)
         c.partner_id = partner.id

@@ -10,6 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.proxy import artisan_value, parse_source_time_ms, sync_lag
+from gateway.routing import normalize_path
 from gateway.testing import ACME_KEY, GLOBEX_KEY, TINY_KEY, RecordingUpstream, Stack
 
 # ------------------------------------------------------------------------------------- pure helpers
@@ -210,3 +211,14 @@ async def test_upstream_5xx_passed_through_is_attributed_to_the_upstream(make_st
     assert (broken_rec.status, broken_rec.error_type, broken_rec.error_source) == (503, "503", "upstream")
     # a 4xx from the upstream is the partner's problem, not an integration failure
     assert (refused_rec.status, refused_rec.error_type, refused_rec.error_source) == (422, "", "")
+
+
+@pytest.mark.parametrize("tail", ["x" * 3000, "./" + "y" * 3000, "%7E" * 1000])
+async def test_recorded_path_is_bounded_whatever_the_path(stack: Stack, tail: str) -> None:
+    # a long path is answered (here 404: no route) and its record keeps the first 1,024 characters of the
+    # normalised path, whether the path was already canonical or had to be normalised first
+    async with stack.request("GET", "/v1/" + tail) as r:
+        assert r.status == 404
+    rec = (await stack.records(1))[0]
+    assert rec.path == normalize_path("/v1/" + tail)[:1024]
+    assert len(rec.path) <= 1024
