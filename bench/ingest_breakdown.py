@@ -9,12 +9,14 @@ Each variant: one warm-up insert, then the rest of the records in ``--batch``-re
 ``collectors.rows.insert_calls`` (as the writer does, with a dedup token per insert).  Printed per
 variant: wall and process CPU µs per record (CPU counts ClickHouse's threads) and span rows per second.
 Variants run in the order given, alternating with ``all`` when ``--interleave`` is set; the machine's
-noise is a few µs per record, so compare variants within one run.
+noise is a few µs per record, so compare variants within one run.  Automatic garbage collection is off, as
+in the writer process.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import tempfile
 import time
@@ -62,6 +64,9 @@ VARIANTS: dict[str, tuple[Callable[[Store, str], None] | None, dict[str, int]]] 
     "no_upstream_1m": (_drop_views("loomgate_upstream_1m_mv"), {}),
     "no_sla_1m": (_drop_views("loomgate_sla_1m_mv"), {}),
     "no_trace_id_view": (_drop_views(TRACE_ID_VIEW), {}),
+    # span rows, the trace-id table and the per-minute call rollup: no per-day, per-upstream or SLA rollups
+    "calls_rollup_only": (_drop_views("loomgate_calls_1d_mv", "loomgate_upstream_1m_mv",
+                                      "loomgate_sla_1m_mv"), {}),
     "spans_only": (_drop_views(*ROLLUP_VIEWS, TRACE_ID_VIEW), {}),
     "spans_only_no_skip_indexes": (_spans_only_without_skip_indexes, {}),
     "staging_only": (_drop_views(*ROLLUP_VIEWS, TRACE_ID_VIEW, *SPAN_VIEWS), {}),
@@ -108,6 +113,11 @@ def main() -> int:
     if args.interleave:
         names = [x for v in names if v != "all" for x in ("all", v)]
     records = make_records(args.records)
+    # As in the writer process, which collects garbage explicitly between batches: automatic collections
+    # would walk the records on every few thousand allocations and add their cost to the staging figure.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     print(f"{args.records:,} records, {args.batch:,} per insert; first insert of each variant is a warm-up")
     print("| variant | wall µs/record | CPU µs/record | span rows/s |")
     print("|---|---:|---:|---:|")
