@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -258,6 +260,38 @@ class RecordingUpstream:
 
 
 # ------------------------------------------------------------------------------------------ records
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (for config files that must name a port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_config_yaml(*, admin_port: int, admin_token: str, store_dir: Path | str,
+                    admin_host: str = "127.0.0.1", telemetry: Mapping[str, str] | None = None) -> str:
+    """A small gateway config file for command-line tests: one route, one partner, an admin listener and an
+    embedded store under ``store_dir``; ``telemetry`` adds keys to the telemetry section."""
+    extra = "".join(f"  {key}: {value}\n" for key, value in (telemetry or {}).items())
+    return f"""\
+listeners:
+  partner: {{host: 127.0.0.1, port: 0}}
+  admin: {{host: {admin_host}, port: {admin_port}, token: {admin_token}}}
+upstreams:
+  - name: inventory
+    url: http://127.0.0.1:9
+routes:
+  - name: stock
+    path: /v1/stock
+    methods: [GET]
+    upstream: inventory
+partners:
+  - id: shopsync
+    api_keys: [{hash_key("shopsync-key")}]
+telemetry:
+  store: chdb://{store_dir}
+{extra}"""
 
 
 async def wait_for(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,40 +13,15 @@ from aiohttp import web
 from collectors import cli_store, kpi_import, schema
 from collectors.cli_store import StoreTarget, StoreTargetError
 from gateway.config import TelemetryConfig
+from gateway.testing import cli_config_yaml, free_port
 
 TOKEN = "cli-store-secret"
-
-CONFIG = """\
-listeners:
-  partner: {{host: 127.0.0.1, port: 0}}
-  admin: {{host: {host}, port: {port}, token: {token}}}
-upstreams:
-  - name: inventory
-    url: http://127.0.0.1:9
-routes:
-  - name: stock
-    path: /v1/stock
-    methods: [GET]
-    upstream: inventory
-partners:
-  - id: shopsync
-    api_keys: [49482788a9c5f002e1c76e607262ea1354b34fa582dcbcc5284ebf833a4abbac]
-telemetry:
-  store: chdb://{store_dir}
-  database: cfg_db
-  ttl: 7d
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, port: int, host: str = "127.0.0.1", token: str = TOKEN) -> Path:
     path = tmp_path / "gateway.yaml"
-    path.write_text(CONFIG.format(host=host, port=port, token=token, store_dir=tmp_path / "not-opened"))
+    path.write_text(cli_config_yaml(admin_port=port, admin_token=token, store_dir=tmp_path / "not-opened",
+                                    admin_host=host, telemetry={"database": "cfg_db", "ttl": "7d"}))
     return path
 
 
@@ -174,10 +148,10 @@ async def test_admin_get_refuses_another_database_while_the_gateway_runs(admin_s
 
 
 def test_connection_refused_means_no_gateway(tmp_path: Path) -> None:
-    target = cli_store.resolve(_config(tmp_path, _free_port()), None, None)
+    target = cli_store.resolve(_config(tmp_path, free_port()), None, None)
     assert cli_store.admin_get(target, "/api/queries/x", {"a": "1"}) is None
     assert not cli_store.gateway_running(target)
-    other_db = cli_store.resolve(_config(tmp_path, _free_port()), None, "not_cfg_db")
+    other_db = cli_store.resolve(_config(tmp_path, free_port()), None, "not_cfg_db")
     assert cli_store.admin_get(other_db, "/api/queries/x") is None
 
 

@@ -78,26 +78,6 @@ def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys:
     assert message in err
 
 
-CONFIG = """\
-listeners:
-  partner: {{host: 127.0.0.1, port: 0}}
-  admin: {{host: 127.0.0.1, port: {port}, token: {token}}}
-upstreams:
-  - name: inventory
-    url: http://127.0.0.1:9
-routes:
-  - name: stock
-    path: /v1/stock
-    methods: [GET]
-    upstream: inventory
-partners:
-  - id: shopsync
-    api_keys: [49482788a9c5f002e1c76e607262ea1354b34fa582dcbcc5284ebf833a4abbac]
-telemetry:
-  store: chdb://{store_dir}
-"""
-
-
 async def test_embedded_store_owned_by_a_gateway_is_queried_through_its_admin_api(
         kpi_store: Store, gateway: Any, upstream_server: Any, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,7 +86,7 @@ async def test_embedded_store_owned_by_a_gateway_is_queried_through_its_admin_ap
     import asyncio
 
     from collectors.store import ThreadStore
-    from gateway.testing import ADMIN_TOKEN, standard_config
+    from gateway.testing import ADMIN_TOKEN, cli_config_yaml, standard_config
 
     load_shop(kpi_store)
     up = await upstream_server()
@@ -114,7 +94,8 @@ async def test_embedded_store_owned_by_a_gateway_is_queried_through_its_admin_ap
     gw.services.store = ThreadStore(kpi_store)
     port = int(gw.admin_url.rsplit(":", 1)[1])
     cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(CONFIG.format(port=port, token=ADMIN_TOKEN, store_dir=tmp_path / "not-opened"))
+    cfg.write_text(cli_config_yaml(admin_port=port, admin_token=ADMIN_TOKEN,
+                                   store_dir=tmp_path / "not-opened"))
     argv = ["retention_kpis", "--config", str(cfg), "-p", f"end={END.isoformat()}", "-p", "periods=1",
             "-p", "inactivity_days=60", "-p", "artisan=A", "--format", "json"]
     code = await asyncio.to_thread(querylib.cli_main, argv)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from collectors import sla as slamod
+from gateway.testing import free_port
 
 
 def _yaml(admin_port: int, data_dir: Path, token: str = "admin-secret") -> str:
@@ -40,12 +40,6 @@ slas:
     upstream: orders
     availability: 99.5
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_cli_asks_the_running_gateway(status_env: Any, tmp_path: Path,
@@ -76,7 +70,7 @@ def test_cli_opens_the_store_when_no_gateway_answers(tmp_path: Path) -> None:
     """Own process (chDB binds one directory per process): seed a store, then run the command on it."""
     data = tmp_path / "data"
     cfg = tmp_path / "loomgate.yaml"
-    cfg.write_text(_yaml(_free_port(), data))
+    cfg.write_text(_yaml(free_port(), data))
     seed = f"""
 import sys, time
 sys.path.insert(0, {str(Path(__file__).parent)!r})
