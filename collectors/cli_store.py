@@ -110,7 +110,7 @@ def admin_get(target: StoreTarget, path: str, params: Mapping[str, str] | None =
 
     Any other failure raises ``StoreTargetError`` with the gateway's own error message when it sent one.
     """
-    config = _require_config(target)
+    config = require_config(target)
     if target.database != config.telemetry.database:
         # The gateway answers for its own database only; silently returning its data would be wrong.
         if not gateway_running(target):
@@ -130,12 +130,10 @@ def admin_get(target: StoreTarget, path: str, params: Mapping[str, str] | None =
             body = resp.read()
     except urllib.error.HTTPError as exc:
         raise StoreTargetError(f"{where}: {exc.code}: {_error_message(exc)}") from None
-    except urllib.error.URLError as exc:
+    except urllib.error.URLError as exc:  # urllib reports a refused connection as URLError
         if isinstance(exc.reason, ConnectionRefusedError):
             return None  # no gateway: the caller may open the store itself
         raise StoreTargetError(f"{where}: {exc.reason}") from None
-    except ConnectionRefusedError:
-        return None
     except OSError as exc:  # timeouts and resets after connecting
         raise StoreTargetError(f"{where}: {exc}") from None
     try:
@@ -172,7 +170,8 @@ def gateway_running(target: StoreTarget) -> bool:
         return False
 
 
-def _require_config(target: StoreTarget) -> Config:
+def require_config(target: StoreTarget) -> Config:
+    """The gateway config given with --config; ``StoreTargetError`` without one."""
     if target.config is None:
         raise StoreTargetError("the gateway's admin API needs --config FILE (admin listener and token)")
     return target.config

@@ -285,11 +285,7 @@ def cli_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         target = cli_store.resolve(args.config, args.dsn, args.database, allow_defaults=True)
-    except cli_store.StoreTargetError as exc:
-        print(f"loomgate migrate: {exc}", file=sys.stderr)
-        return 2
-    tcfg = target.telemetry
-    try:
+        tcfg = target.telemetry
         if args.dry_run:
             for sf, stmts in plan(tcfg):
                 print(f"-- {sf.path.name} (sha256 {sf.checksum[:12]})")

@@ -300,12 +300,9 @@ def cli_main(argv: list[str]) -> int:
         return 2
     try:
         target = cli_store.resolve(args.config, None, None)
+        config = cli_store.require_config(target)
     except cli_store.StoreTargetError as exc:
         print(f"loomgate sla: {exc}", file=sys.stderr)
-        return 2
-    config = target.config
-    if config is None:  # resolve always loads a named config
-        print(f"loomgate sla: --config {args.config}: no config loaded", file=sys.stderr)
         return 2
     from collectors.store import StoreError
 
