@@ -145,7 +145,7 @@ def insert_settings(dedup_token: str) -> dict[str, Any]:
 
 # An insert into otel_traces or the staging table feeds several views (span rows, the trace-id table, the
 # rollups); by default ClickHouse runs them one after another on the inserting thread.  In parallel they
-# take about 15 % less time per insert on two cores (bench/telemetry_ingest.py).
+# take about a tenth less time per insert on two cores (bench/ingest_breakdown.py: all vs views_in_sequence).
 VIEW_SETTINGS: dict[str, Any] = {"parallel_view_processing": 1}
 
 

@@ -248,8 +248,8 @@ class Writer:
     def _gather(self, first: Batch) -> tuple[list[Batch], bool]:
         """The batches to insert together with ``first``; True when the close marker was reached.
 
-        Batches already waiting are always taken (one insert per table amortises the per-insert cost of
-        parts and materialized views: about two thirds of the writer's work at ~6,500 records per insert).
+        Batches already waiting are always taken (one insert per table amortises the fixed per-insert cost
+        of parts and materialized views; ``bench/ingest_breakdown.py --batch N`` shows it per record).
         Below ``insert_min_records`` the writer also waits for more, up to ``insert_max_wait`` after
         ``first`` arrived, unless the gateway asks for a flush or the store is backing off.
         """
