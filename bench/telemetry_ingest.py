@@ -4,6 +4,7 @@ what the pipeline costs the gateway process per record.
     python bench/telemetry_ingest.py --records 400000
     python bench/telemetry_ingest.py --records 400000 --rate 20000   # paced, like a busy gateway
     python bench/telemetry_ingest.py --records 400000 --repeat 5     # best and median of 5 runs
+    python bench/telemetry_ingest.py --records 400000 --without-rollups   # the Collector's tables only
 
 Measured in one run:
 - ingest: span rows (SERVER + CLIENT) per second from the first submit until every batch is acknowledged
@@ -14,6 +15,11 @@ Measured in one run:
 - submit alone: µs per ``sink.submit`` call on the event loop (the only part on the request path);
 - loop stalls (``--probe-loop``): lateness of a 1 ms ticker on the event loop during ingest (what a request
   would wait); the ticker's own CPU then inflates the gateway figure, so measure the two in separate runs.
+
+``--without-rollups`` drops Loomgate's rollup views (per-minute, per-day, per-upstream, SLA) from the fresh
+store before the run: what remains is what the Collector's own exporter writes (span rows and the trace-id
+lookup), so the run shows the pipeline's ceiling on this machine with no rollup work at all.  A diagnostic
+only: the gateway's reports need the rollups.
 
 On a shared machine one run says little: ``--repeat N`` runs N times (fresh store each) and adds the best
 and the median of every figure (best = highest rate, lowest CPU).
@@ -40,6 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collectors.exporter import start_telemetry
 from collectors.record import CallRecord
 from gateway.config import AdminListener, Config, Listener, SpoolConfig, TelemetryConfig
+
+# Every view that feeds a Loomgate rollup (queries/schema/003, 004, 006, 012); span and trace-id views stay.
+ROLLUP_VIEWS = ("loomgate_calls_1d_mv", "loomgate_calls_1m_mv", "loomgate_upstream_1m_mv",
+                "loomgate_sla_1m_mv")
 
 
 def make_records(n: int, seed: int = 1) -> list[CallRecord]:
@@ -100,6 +110,10 @@ async def run(args: argparse.Namespace) -> dict[str, float | None]:
     client_spans = sum(1 for r in recs if r.upstream_span_id)
     with tempfile.TemporaryDirectory(prefix="lg-ingest-") as d:
         tel = await start_telemetry(config(d, args.batch_size))
+        assert tel.store is not None
+        if args.without_rollups:
+            for view in ROLLUP_VIEWS:
+                await tel.store.command(f"DROP VIEW {view}")
         writer = psutil.Process(tel.writer_pid)
         wcpu0 = sum(writer.cpu_times()[:2])
         stop, lags = asyncio.Event(), []
@@ -122,7 +136,6 @@ async def run(args: argparse.Namespace) -> dict[str, float | None]:
         stop.set()
         if tick is not None:
             await tick
-        assert tel.store is not None
         res = await tel.store.query("SELECT count() FROM otel_traces")
         rows = int(res.rows[0][0])
         counters = tel.counters()
@@ -169,6 +182,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=0.0, help="records/s to submit at (0 = as fast as possible)")
     p.add_argument("--probe-loop", action="store_true",
                    help="measure event-loop stalls with a 1 ms ticker (its CPU adds to the gateway figure)")
+    p.add_argument("--without-rollups", action="store_true",
+                   help="drop the rollup views first: the Collector's tables only (a ceiling, not a target)")
     p.add_argument("--repeat", type=int, default=1, help="runs, each with a fresh store (best and median)")
     args = p.parse_args()
     runs = []
