@@ -28,6 +28,13 @@
 -- param: maint_starts Array(DateTime64(3, 'UTC')) =  -- maintenance windows: starts
 -- param: maint_ends Array(DateTime64(3, 'UTC')) =  -- maintenance windows: ends (exclusive)
 WITH
+    -- whether a minute (or probe time) counts: inside the longest long window, outside every maintenance
+    -- window of the upstream; one definition for all three signals
+    (t -> t >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
+          AND t < {now:DateTime64(3, 'UTC')}
+          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND t >= s AND t < e,
+                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
+                              {maint_ends:Array(DateTime64(3, 'UTC'))})) AS counted,
     rules AS
     (
         SELECT
@@ -47,11 +54,7 @@ WITH
             sum(bad) AS bad
         FROM loomgate_sla_1m
         WHERE upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
-          AND minute >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
-          AND minute < {now:DateTime64(3, 'UTC')}
-          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND minute >= s AND minute < e,
-                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
-                              {maint_ends:Array(DateTime64(3, 'UTC'))})
+          AND counted(minute)
         GROUP BY minute
     ),
     probes AS
@@ -63,11 +66,7 @@ WITH
             countIf(Outcome = 'fail') AS bad
         FROM loomgate_health_checks
         WHERE Upstream = {upstream:String}
-          AND Timestamp >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
-          AND Timestamp < {now:DateTime64(3, 'UTC')}
-          AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND Timestamp >= s AND Timestamp < e,
-                              {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
-                              {maint_ends:Array(DateTime64(3, 'UTC'))})
+          AND counted(Timestamp)
         GROUP BY minute
     ),
     latency AS
@@ -84,11 +83,7 @@ WITH
             FROM loomgate_upstream_1m
             WHERE {latency_threshold_ms:Float64} > 0
               AND upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
-              AND minute >= toStartOfMinute({now:DateTime64(3, 'UTC')} - toIntervalSecond(arrayMax({long_windows_s:Array(UInt32)})))
-              AND minute < {now:DateTime64(3, 'UTC')}
-              AND NOT arrayExists((u, s, e) -> (u = '*' OR u = {upstream:String}) AND minute >= s AND minute < e,
-                                  {maint_upstreams:Array(String)}, {maint_starts:Array(DateTime64(3, 'UTC'))},
-                                  {maint_ends:Array(DateTime64(3, 'UTC'))})
+              AND counted(minute)
             GROUP BY minute
         )
     ),
