@@ -28,14 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from telemetry_ingest import make_records
+from telemetry_ingest import ROLLUP_VIEWS, make_records
 
 import collectors.rows as rows
 from collectors.schema import migrate
 from collectors.store import Store
 from gateway.config import TelemetryConfig
 
-ROLLUP_VIEWS = ("loomgate_calls_1m_mv", "loomgate_upstream_1m_mv", "loomgate_sla_1m_mv")
 TRACE_ID_VIEW = "otel_traces_trace_id_ts_mv"
 SPAN_VIEWS = ("loomgate_calls_ingest_server_mv", "loomgate_calls_ingest_client_mv")
 SKIP_INDEXES = ("idx_trace_id", "idx_res_attr_key", "idx_res_attr_value", "idx_span_attr_key",
