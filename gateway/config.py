@@ -199,6 +199,9 @@ class Limits:
     max_field_size: int = 8190  # one header
     max_headers: int = 100
     drain_timeout: float = 10.0  # graceful shutdown: wait this long for in-flight requests
+    # Longest single wait on a partner mid-call (uploading its body, or reading the response) before the
+    # gateway gives up on it; that time never counts against the upstream's timeouts.
+    client_idle_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -632,7 +632,10 @@ def _listeners(ctx: _Ctx, node: Node | None, path: str) -> tuple[Listener, Admin
 
 def _limits(ctx: _Ctx, node: Node | None, path: str) -> Limits:
     d = Limits()
-    m = _mapping(ctx, node, path, ("max_line_size", "max_field_size", "max_headers", "drain_timeout"))
+    m = _mapping(
+        ctx, node, path,
+        ("max_line_size", "max_field_size", "max_headers", "drain_timeout", "client_idle_timeout"),
+    )  # fmt: skip
     if m is None:
         return d
     return Limits(
@@ -640,6 +643,7 @@ def _limits(ctx: _Ctx, node: Node | None, path: str) -> Limits:
         max_field_size=_get(ctx, m, path, "max_field_size", _size, d.max_field_size),
         max_headers=_get(ctx, m, path, "max_headers", _integer(1), d.max_headers),
         drain_timeout=_get(ctx, m, path, "drain_timeout", _duration(allow_zero=True), d.drain_timeout),
+        client_idle_timeout=_get(ctx, m, path, "client_idle_timeout", _duration(), d.client_idle_timeout),
     )
 
 
