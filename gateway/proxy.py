@@ -5,17 +5,31 @@ Pipeline (each step may end the request with a JSON error from ``gateway.errors`
 1. request id (a valid incoming ``X-Request-Id`` is reused) and W3C trace context;
 2. path normalisation (400 for paths that could escape their route);
 3. authentication (401) -- *before* routing, so unauthenticated callers cannot probe which routes exist;
+   more than one credential (``Authorization`` or ``X-Api-Key`` repeated, or both with different keys) is
+   400 ``ambiguous_credentials``, decided before any key is looked up;
 4. route match (404, 405 with ``Allow``);
 5. per-partner rate limit (429 with ``Retry-After``);
-6. artisan id from the path, a header, the query or the JSON body (400 when required and missing);
+6. artisan id from the path, a header, the query or the JSON body (400 when required and missing).
+   Read exactly once (``gateway.scoping``): carried twice -- a header in any case or an underscore
+   spelling, a repeated query key, a JSON key repeated on the looked-up path -- or padded with
+   whitespace, it is 400 ``ambiguous_artisan``, never "first wins", because the upstream may read the
+   other copy.  A repeated sync-lag source is 400 ``ambiguous_sync_lag`` likewise;
 7. scope: the partner must be allowed to act for that artisan (403; the upstream never sees the request);
 8. the upstream's circuit breaker (503 with ``Retry-After`` while open);
    ``Expect: 100-continue`` is answered only once the body is actually wanted (after the checks above,
    or after the artisan checks for routes that read the JSON body), so rejected uploads are never sent;
 9. the upstream call, streaming the request body in and the response body back out.
 
-Bodies stream both ways.  The only buffered bodies are those a route needs to look into (artisan id or
-sync-lag time in the JSON body), and they are bounded by the route's ``max_body_size``.
+Bodies stream both ways, exactly as received: the listener does not inflate compressed request bodies,
+so a gzip upload reaches the upstream as the same bytes, length and ``Content-Encoding``.  The only
+buffered bodies are those a route needs to look into (artisan id or sync-lag time in the JSON body),
+bounded by the route's ``max_body_size``; a compressed one is read from a private inflated copy, bounded
+by the same limit after decompression (``gateway.request_body``; other codings are 415 there).
+
+Time waiting on the client -- a slow upload, or ``write`` blocked on a slow reader -- stops the upstream's
+clock (``gateway.call_limits``): it never makes an upstream time out and never reaches the breaker.  A
+client stalled longer than ``limits.client_idle_timeout`` is cut (408 before the response, a closed
+connection after it) and recorded as ``client_timeout`` with source ``client``.
 
 Circuit breaker outcomes: connect errors, timeouts, broken responses (including an upstream dying
 mid-body) and upstream 502/503/504 count as failures.  Other 5xx are left alone: they are usually about
@@ -29,8 +43,10 @@ body is relayed chunked.  aiohttp adds ``Date``/``Server`` when the upstream sen
 
 Telemetry: exactly one ``CallRecord`` per request that reached this handler, submitted once the response
 is finished or aborted.  Status 0 means the client connection was aborted: ``client_abort`` when the client
-went away (attributed to neither side), ``upstream_aborted`` when the upstream broke off after the
-response had started (the client connection is closed so it sees an incomplete response).
+went away and ``client_timeout`` when it stalled (both source ``client``: neither the gateway's nor the
+upstream's fault, and left out of the upstream's availability), ``upstream_aborted`` when the upstream
+broke off after the response had started (the client connection is closed so it sees an incomplete
+response).
 """
 
 from __future__ import annotations
