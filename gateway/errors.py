@@ -1,7 +1,8 @@
 """Gateway errors: one small hierarchy, mapped to JSON HTTP responses in one place (``error_response``).
 
 Every error names its ``source``: ``gateway`` when Loomgate refused or failed the request itself,
-``upstream`` when the upstream failed (connect, timeout, broken response, open circuit).
+``upstream`` when the upstream failed (connect, timeout, broken response, open circuit), ``client`` when
+the client did not send its request in time.
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
         self.retry_after = retry_after
+
+
+class AuthThrottled(GatewayError):
+    status, code, error_type = 429, "auth_throttled", "auth_throttled"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
+        self.retry_after = retry_after
+
+
+class RequestTimeout(GatewayError):
+    """The client went quiet in the middle of sending its request body."""
+
+    status, code, error_type, source = 408, "request_timeout", "client_timeout", "client"
 
 
 class UpstreamError(GatewayError):
