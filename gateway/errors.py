@@ -2,7 +2,8 @@
 
 Every error names its ``source``: ``gateway`` when Loomgate refused or failed the request itself,
 ``upstream`` when the upstream failed (connect, timeout, broken response, open circuit), ``client`` when
-the partner's own connection was too slow (never held against the upstream's availability).
+the partner's own connection was too slow: it did not send its request in time, or stopped
+uploading or reading mid-call (never held against the upstream's availability).
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ class RateLimited(GatewayError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
         self.retry_after = retry_after
+
+
+class AuthThrottled(GatewayError):
+    status, code, error_type = 429, "auth_throttled", "auth_throttled"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
+        self.retry_after = retry_after
+
+
+class RequestTimeout(GatewayError):
+    """The client went quiet in the middle of sending its request body."""
+
+    status, code, error_type, source = 408, "request_timeout", "client_timeout", "client"
 
 
 class UpstreamError(GatewayError):
