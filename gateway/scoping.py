@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -44,13 +45,14 @@ class Lookup:
     parts: tuple[str, ...]  # dotted JSON path split once
     required: bool
     underscore_name: str  # the header name as CGI would spell it (``x_artisan_id``), lower case
+    folded_name: str  # the name without letter case, as case-insensitive query readers compare it
 
     @classmethod
     def of(cls, spec: ArtisanLookup | SyncLagLookup) -> Lookup:
         low = spec.name.lower()
         return cls(
             spec.source, spec.name, tuple(spec.name.split(".")), getattr(spec, "required", True),
-            low.replace("-", "_"),
+            low.replace("-", "_"), spec.name.casefold(),
         )  # fmt: skip
 
 
@@ -129,10 +131,27 @@ def lookup_once(
         values = request.query.getall(lookup.name, ())
         if len(values) > 1:
             raise ambiguous(f"query parameter {lookup.name!r} is sent more than once")
+        if _query_spellings(request.raw_path.partition("?")[2], lookup) != len(values):
+            raise ambiguous(f"query parameter {lookup.name!r} is also sent in another spelling")
         return values[0] if values else None
     if doc is None or doc is INVALID:
         return None
     return json_field(doc, lookup.parts, ambiguous)
+
+
+def _query_spellings(raw_query: str, lookup: Lookup) -> int:
+    """How many query keys some upstream would read as ``lookup.name`` (see the module docstring)."""
+    folded = lookup.folded_name
+    if not raw_query or ("%" not in raw_query and folded not in raw_query.casefold()):
+        return 0  # the usual query: no escapes, and the name appears nowhere in it
+    count = 0
+    for item in raw_query.replace(";", "&").split("&"):
+        key = unquote_plus(item.partition("=")[0]).strip().casefold()
+        bracket = key.find("[")
+        if bracket >= 0:
+            key = key[:bracket].rstrip()
+        count += key == folded
+    return count
 
 
 def _underscore_spelling(headers: CIMultiDictProxy[str], lookup: Lookup) -> bool:
