@@ -87,7 +87,7 @@ from gateway.headers import (
     response_header_items,
 )
 from gateway.ratelimit import RateLimiter
-from gateway.request_body import content_codings, decoded_copy
+from gateway.request_body import json_document
 from gateway.routing import RouteMatch, RouteTable, build_upstream_url, normalize_path
 from gateway.scoping import (
     MAX_ARTISAN_ID_LEN,
@@ -96,7 +96,6 @@ from gateway.scoping import (
     artisan_of,
     artisan_value,
     lookup_once,
-    parse_json,
     parse_source_time_ms,
     single_credential,
     sync_lag,
@@ -401,8 +400,7 @@ class Proxy:
             await _send_continue(request, c)
             body = await self._read_body(request.content, plan.max_body, c)
             # The body is forwarded as received; only a private copy is decoded to be read.
-            codings = content_codings(headers.getall("Content-Encoding", ()))
-            doc = parse_json(decoded_copy(body, codings, plan.max_body) if codings else body)
+            doc = json_document(headers, body, plan.max_body)
 
         if plan.artisan is not None:
             artisan = artisan_of(plan.artisan, request, m, doc)
