@@ -19,7 +19,8 @@ ERROR_TOL = 0.01
 
 
 def _hvr(gen) -> dict[tuple[str, str], dict]:
-    end = gen.plan.end
+    # The 30 days before the planted integration change: a window where only the health effects act.
+    end = gen.plan.end - dt.timedelta(days=30)
     res = run_query_sync(gen.store, "health_vs_retention",
                          {"start": (end - dt.timedelta(days=30)).isoformat(), "end": end.isoformat()})
     return {(r["metric"], r["kpi"]): r for r in res.dicts()}
@@ -42,6 +43,8 @@ def test_sync_lag_raises_cart_abandonment(generated, hvr) -> None:
     assert row["small_sample"] == 0 and row["n"] >= 100
     assert row["correlation"] > 0
     assert row["finding"] == "higher sync_lag_p95_s goes with higher cart_abandonment"
+    assert row["q_value"] <= row["fdr"] == 0.05 and row["tests"] == 12  # NPS pairs: too few answers
+    assert row["ci_low"] < row["correlation"] < row["ci_high"] and row["ci_low"] > 0
     assert row["difference"] == pytest.approx(planted, abs=SIZE_TOL)
     # The worst quartile is the slow-sync artisans: every one of them has a sync-lag p95 over 5 s.
     assert row["worst_quartile_from"] > 5 > row["best_quartile_to"]
