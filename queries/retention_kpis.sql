@@ -10,8 +10,8 @@
 -- formula: AOV = revenue ÷ orders; purchase frequency = orders ÷ buyers
 -- formula: LTV = AOV × purchase frequency × expected lifespan (periods) × margin; expected lifespan =
 --   lifespan_periods when > 0, else 1 ÷ churn rate (NULL when churn is 0)
--- formula: survey response rate = surveys answered ÷ surveys delivered (all kinds; status 'delivered'
---   only: surveys only 'sent' are in neither count); NPS = % promoters (9–10) − % detractors (0–6) among
+-- formula: survey response rate = surveys answered ÷ surveys delivered (all kinds, status 'delivered';
+--   surveys merely 'sent' are in neither count); NPS = % promoters (9–10) − % detractors (0–6) among
 --   the answered surveys whose kind is in nps_kinds (the 0–10 recommend scale), −100 … +100
 -- note: a survey counts in the period holding its delivery time (ts), whenever its answer was recorded
 --   (answered_at); an answer recorded after the query ran counts on the next run.
