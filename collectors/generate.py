@@ -92,7 +92,8 @@ def load_effects(path: Path | str = DEFAULT_EFFECTS) -> Effects:
     eff = Effects(raw, str(p))
     for key in ("history_days", "call_days", "block_days", "partners", "channels", "baseline",
                 "effects.sync_lag_over_5s.cart_abandonment_pp", "effects.integration_change.partner",
-                "effects.control_change.partner", "surveys", "loyalty"):
+                "effects.control_change.partner", "effects.common_drift.repeat_purchase_pp",
+                "effects.placebo_change.partner", "surveys", "loyalty"):
         eff.get(key)
     return eff
 
@@ -328,6 +329,9 @@ def _artisan_block(plan: Plan, eff: Effects, rng: np.random.Generator, out: KpiR
     change_s = plan.end.timestamp() - int(change["days_before_end"]) * 86400
     repeat = a.repeat + (change["repeat_purchase_pp"] / 100
                          if a.partner == change["partner"] and start_s >= change_s else 0.0)
+    drift = eff.get("effects.common_drift")
+    if start_s >= plan.end.timestamp() - int(drift["days_before_end"]) * 86400:
+        repeat += drift["repeat_purchase_pp"] / 100
     repeat = min(max(repeat, 0.0), 0.95)
     mean_orders = 1 + repeat * 1.3
     n_buyers = int(rng.poisson(expected_orders / mean_orders))
@@ -440,14 +444,16 @@ def _nps_survey(eff: Effects, rng: np.random.Generator, rows: list[tuple[Any, ..
 
 def _changes(plan: Plan, eff: Effects, out: KpiRows) -> None:
     rows = []
-    for key in ("integration_change", "control_change"):
+    for key in ("integration_change", "control_change", "placebo_change"):
         c = eff.get(f"effects.{key}")
         ts = plan.end - dt.timedelta(days=int(c["days_before_end"]))
-        rows.append((c["change_id"], c["partner"], "*", c["description"], c["kind"], ts))
+        rows.append((c["change_id"], c["partner"], "*", c["description"], c["kind"], ts,
+                     key == "placebo_change"))
     start = plan.end - dt.timedelta(days=int(eff.get("history_days")))
     for p in eff.get("partners"):
-        rows.append((f"chg-{p}-onboard", p, "*", f"{p} integration goes live", "new_integration", start))
-    cols = ("change_id", "partner_id", "artisan_id", "description", "kind", "ts")
+        rows.append((f"chg-{p}-onboard", p, "*", f"{p} integration goes live", "new_integration", start,
+                     False))
+    cols = ("change_id", "partner_id", "artisan_id", "description", "kind", "ts", "placebo")
     out.add("integration_changes", cols, rows)
 
 

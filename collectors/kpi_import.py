@@ -60,8 +60,9 @@ class Column:
     """A KPI column: how its text is checked (SQL returning '' or a reason) and converted (SQL)."""
 
     name: str
-    kind: str  # id | text | date | time | opt_time | money | count | score | bool | enum
+    kind: str  # id | text | label | date | time | opt_time | money | count | score | bool | opt_bool | enum
     values: tuple[str, ...] = ()  # enum members
+    default: str = ""  # enum: the value of an empty or absent cell ('' = the cell is required)
 
     def reason_sql(self) -> str:
         c = f"`{self.name}`"
@@ -71,6 +72,10 @@ class Column:
             checks = [(blank, "is empty"), (f"length({c}) > 256", "is longer than 256 characters")]
         elif self.kind == "text":
             checks = []
+        elif self.kind == "label":
+            checks = [(blank, "is empty"),
+                      (f"NOT match(trimBoth({c}), '^[A-Za-z0-9_.-]{{1,64}}$')",
+                       "is not a label (1-64 letters, digits, underscores, dots, hyphens)")]
         elif self.kind == "date":
             checks = [(blank, "is empty"),
                       (f"isNull(toDateOrNull(trimBoth({c})))", "is not a date (YYYY-MM-DD)")]
@@ -95,10 +100,14 @@ class Column:
         elif self.kind == "bool":
             checks = [(f"lower(trimBoth(ifNull({c}, ''))) NOT IN ('0', '1', 'true', 'false')",
                        "is not a boolean (true/false/1/0)")]
+        elif self.kind == "opt_bool":
+            checks = [(f"lower(trimBoth(ifNull({c}, ''))) NOT IN ('', '0', '1', 'true', 'false')",
+                       "is not a boolean (true/false/1/0, empty = false)")]
         elif self.kind == "enum":
             members = ", ".join(f"'{v}'" for v in self.values)
-            checks = [(blank, "is empty"), (f"trimBoth({c}) NOT IN ({members})",
-                                            "is not one of " + ", ".join(self.values))]
+            checks = [] if self.default else [(blank, "is empty")]
+            checks.append((f"NOT {blank} AND trimBoth({c}) NOT IN ({members})",
+                           "is not one of " + ", ".join(self.values)))
         else:
             raise ValueError(self.kind)
         if not checks:
@@ -117,8 +126,11 @@ class Column:
             "money": f"toDecimal64({c}, 2)",
             "count": f"toUInt32({c})",
             "score": f"if({c} = '' OR isNull({c}), NULL, toUInt8OrNull({c}))",
+            "label": f"assumeNotNull({c})",
             "bool": f"lower({c}) IN ('1', 'true')",
-            "enum": f"assumeNotNull({c})",
+            "opt_bool": f"lower(ifNull({c}, '')) IN ('1', 'true')",
+            "enum": (f"if(isNull({c}) OR {c} = '', '{self.default}', assumeNotNull({c}))" if self.default
+                     else f"assumeNotNull({c})"),
         }[self.kind]
 
 
@@ -134,15 +146,15 @@ class TableSpec:
         return [c.name for c in self.columns]
 
 
-def _cols(*spec: str | tuple[str, str] | tuple[str, str, tuple[str, ...]]) -> tuple[Column, ...]:
+def _cols(*spec: str | tuple[str, str] | Column) -> tuple[Column, ...]:
     out = []
     for item in spec:
-        if isinstance(item, str):
+        if isinstance(item, Column):
+            out.append(item)
+        elif isinstance(item, str):
             out.append(Column(item, "id"))
-        elif len(item) == 2:
-            out.append(Column(item[0], item[1]))
         else:
-            out.append(Column(item[0], item[1], item[2]))
+            out.append(Column(item[0], item[1]))
     return tuple(out)
 
 
@@ -154,11 +166,14 @@ SPECS: dict[str, TableSpec] = {
         ("promo_code", "text"))),
     "cart_events": TableSpec("cart_events", KPI_TABLES["cart_events"], _cols(
         "cart_id", "buyer_id", "artisan_id",
-        ("event", "enum", ("created", "checkout_started", "purchased", "abandoned")),
+        Column("event", "enum", ("created", "checkout_started", "purchased", "abandoned")),
         ("ts", "time"), ("channel", "text"), ("promo_code", "text"))),
     "survey_responses": TableSpec("survey_responses", KPI_TABLES["survey_responses"], _cols(
-        "survey_id", ("kind", "enum", ("exit_intent", "post_purchase", "nps")), "artisan_id",
-        ("buyer_id", "text"), ("order_id", "text"), ("ts", "time"), ("answered", "bool"), ("score", "score")),
+        # kind: free-form (exit_intent, post_purchase, nps, ...); status: empty or absent = delivered
+        "survey_id", ("kind", "label"), "artisan_id",
+        ("buyer_id", "text"), ("order_id", "text"), ("ts", "time"),
+        Column("status", "enum", ("sent", "delivered"), default="delivered"), ("answered", "bool"),
+        ("answered_at", "opt_time"), ("score", "score")),
         rules=(("lower(trimBoth(ifNull(`answered`, ''))) IN ('0', 'false') "
                 "AND trimBoth(ifNull(`score`, '')) != ''", "score", "has a value but answered is false"),)),
     "listings": TableSpec("listings", KPI_TABLES["listings"], _cols(
@@ -168,7 +183,7 @@ SPECS: dict[str, TableSpec] = {
                 "updated", "is before created"),)),
     "integration_changes": TableSpec("integration_changes", KPI_TABLES["integration_changes"], _cols(
         "change_id", "partner_id", "artisan_id", ("description", "text"),
-        ("kind", "enum", ("new_integration", "version_upgrade", "outage_fix")), ("ts", "time"))),
+        ("kind", "label"), ("ts", "time"), ("placebo", "opt_bool"))),
     "loyalty": TableSpec("loyalty", KPI_TABLES["loyalty"], _cols(
         "buyer_id", ("enrolled", "time"), ("last_active", "opt_time"))),
 }

@@ -335,6 +335,9 @@ async def print_insights(store: Any, out: TextIO) -> None:
         if name not in available:
             continue
         result = await querylib.run_query(store, name, {})
+        if name == "health_vs_retention" and result.rows:
+            first = result.dicts()[0]
+            title += f", {first['tests']} tests, FDR {100 * first['fdr']:g} %"
         _heading(f"{title} (queries/{name}.sql)", out)
         print(querylib.render(result, "table"), file=out, end="")
 

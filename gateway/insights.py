@@ -57,10 +57,11 @@ WITH
         GROUP BY artisan_id
     ),
     surveys AS (
-        SELECT artisan_id AS artisan, count() AS delivered, countIf(answered) AS answered_n,
-               countIf(kind = 'nps' AND answered AND score IS NOT NULL) AS nps_n,
-               countIf(kind = 'nps' AND answered AND score >= 9)
-                 - countIf(kind = 'nps' AND answered AND score <= 6) AS nps_net
+        SELECT artisan_id AS artisan, countIf(status = 'delivered') AS delivered,
+               countIf(status = 'delivered' AND answered) AS answered_n,
+               countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score IS NOT NULL) AS nps_n,
+               countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score >= 9)
+                 - countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score <= 6) AS nps_net
         FROM kpi_survey_responses FINAL WHERE ts >= w_start AND ts < w_end GROUP BY artisan_id
     )
 SELECT h.artisan, h.error_rate, h.latency_p50_ms, h.sync_lag_p95_s,
@@ -101,12 +102,19 @@ async def render_insights(store: AsyncStore, raw: Mapping[str, str]) -> str:
     hvr_q = querylib.load_query("health_vs_retention")
     bound = querylib.bind_params(hvr_q, window)
     points = await store.query(POINTS_SQL, parameters={k: bound[k] for k in
-                                                       ("start", "end", "min_calls", "min_events")})
+                                                       ("start", "end", "min_calls", "min_events",
+                                                        "nps_kinds")})
+    stats = hvr.dicts()
+    tests = stats[0]["tests"] if stats else 0
+    fdr = bound["fdr"]
     body = [
         "<h1>Insights: integration health vs retention</h1>",
         f"<p>Window {html.escape(str(bound['start'])[:19])} to {html.escape(str(bound['end'])[:19])} UTC; "
         "one point per artisan.</p>",
-        '<section id="scatter"><h2>Health metrics vs KPIs</h2><div class="grid">',
+        '<section id="scatter"><h2>Health metrics vs KPIs</h2>',
+        f'<p class="fdr">{tests} tests, FDR {100 * fdr:g} %: a pair is a finding when its Benjamini-Hochberg '
+        "q-value is at most the FDR; r with its 95 % interval (Fisher z).</p>",
+        '<div class="grid">',
         *_scatters(hvr, points),
         "</div></section>",
         '<section id="changes"><h2>Integration changes: before vs after</h2><div class="grid">',
@@ -129,17 +137,25 @@ def _scatters(hvr: QueryResult, points: QueryResult) -> list[str]:
             s = stats.get((metric, kpi))
             pts = [(float(r[metric]), float(r[kpi])) for r in rows
                    if r[metric] is not None and r[kpi] is not None and _finite(r[metric]) and _finite(r[kpi])]
-            if s is None or not pts:
+            if s is None:
                 continue
             finding = str(s["finding"])
-            cls = "effect" if finding not in ("no effect", "too small") else "finding"
+            if not pts:
+                out.append(f'<figure class="scatter" data-metric="{metric}" data-kpi="{kpi}" data-n="0">'
+                           f"<figcaption><b>{html.escape(mlabel)} vs {html.escape(klabel)}</b>: "
+                           f'<span class="finding">{html.escape(finding)}</span></figcaption></figure>')
+                continue
+            cls = "effect" if finding.startswith("higher ") else "finding"
+            ci = (f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}], q = {s['q_value']:.3g}"
+                  if s["ci_low"] is not None and s["q_value"] is not None else "")
             r_text = f"{s['correlation']:.2f}" if _finite(s["correlation"]) else "n/a"
             out.append(
                 f'<figure class="scatter" data-metric="{metric}" data-kpi="{kpi}" data-n="{s["n"]}" '
                 f'data-r="{html.escape(r_text)}">'
                 f"{scatter_svg(pts, mlabel, klabel)}"
                 f"<figcaption><b>{html.escape(mlabel)} vs {html.escape(klabel)}</b>: r = "
-                f'<span class="r">{html.escape(r_text)}</span>, n = <span class="n">{s["n"]}</span>'
+                f'<span class="r">{html.escape(r_text)}</span>{html.escape(ci)}, '
+                f'n = <span class="n">{s["n"]}</span>'
                 f"{' (small sample)' if s['small_sample'] else ''}; worst quartile "
                 f"{_fmt(s['worst_quartile_kpi'])} vs best {_fmt(s['best_quartile_kpi'])} "
                 f'(difference {_fmt(s["difference"])}). <span class="{cls}">{html.escape(finding)}</span>'

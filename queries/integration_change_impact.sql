@@ -7,7 +7,8 @@
 -- formula: repeat purchase = buyers with 2+ orders ÷ buyers with 1+ (per artisan × buyer, in each window);
 --   cart abandonment = 1 − carts purchased ÷ carts created; AOV = revenue ÷ orders
 -- note: after_complete = 0 when the after window reaches past `now` (a partial window: read with care).
---   A before/after difference can also come from seasonality or other changes in the same windows.
+--   A before/after difference can also come from seasonality, market-wide drift or other changes in the
+--   same windows: integration_change_did nets those out against unchanged artisans (use it for effects).
 -- note: health from the per-day rollup loomgate_calls_1d for the UTC days wholly inside a window and from
 --   loomgate_calls_1m for the partial days at the windows' edges, filtered to the change's partner; KPI
 --   tables read with FINAL.

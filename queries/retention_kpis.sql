@@ -10,8 +10,11 @@
 -- formula: AOV = revenue ÷ orders; purchase frequency = orders ÷ buyers
 -- formula: LTV = AOV × purchase frequency × expected lifespan (periods) × margin; expected lifespan =
 --   lifespan_periods when > 0, else 1 ÷ churn rate (NULL when churn is 0)
--- formula: survey response rate = surveys answered ÷ surveys delivered (all kinds);
---   NPS = % promoters (9–10) − % detractors (0–6) among answered NPS surveys, −100 … +100
+-- formula: survey response rate = surveys answered ÷ surveys delivered (all kinds, status 'delivered';
+--   surveys merely 'sent' are in neither count); NPS = % promoters (9–10) − % detractors (0–6) among
+--   the answered surveys whose kind is in nps_kinds (the 0–10 recommend scale), −100 … +100
+-- note: a survey counts in the period holding its delivery time (ts), whenever its answer was recorded
+--   (answered_at); an answer recorded after the query ran counts on the next run.
 -- note: amounts are added as stored: filter one currency with `currency` when orders mix currencies.
 -- note: KPI tables are read with FINAL, so re-imported rows count once.
 -- param: end DateTime64(3, 'UTC') = now       -- end of the most recent period (exclusive)
@@ -22,6 +25,7 @@
 -- param: margin Float64 = 1                   -- gross margin applied to LTV (1 = revenue LTV)
 -- param: artisan String =                     -- only this artisan (empty = all)
 -- param: currency String =                    -- only orders in this currency (empty = all)
+-- param: nps_kinds Array(String) = nps        -- survey kinds answered on the 0–10 recommend scale
 WITH
     {end:DateTime64(3, 'UTC')} AS w_end,
     toIntervalDay({period_days:UInt16}) AS p_len,
@@ -90,11 +94,11 @@ WITH
     ),
     surveys AS (
         SELECT toUInt16(period_of(ts)) AS period, artisan_id,
-               count() AS delivered,
-               countIf(answered) AS answered_n,
-               countIf(kind = 'nps' AND answered AND score IS NOT NULL) AS nps_n,
-               countIf(kind = 'nps' AND answered AND score >= 9) AS promoters,
-               countIf(kind = 'nps' AND answered AND score <= 6) AS detractors
+               countIf(status = 'delivered') AS delivered,
+               countIf(status = 'delivered' AND answered) AS answered_n,
+               countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score IS NOT NULL) AS nps_n,
+               countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score >= 9) AS promoters,
+               countIf(has({nps_kinds:Array(String)}, kind) AND answered AND score <= 6) AS detractors
         FROM kpi_survey_responses FINAL
         WHERE ts >= w_end - toIntervalDay({periods:UInt16} * {period_days:UInt16}) AND ts < w_end
           AND ({artisan:String} = '' OR artisan_id = {artisan:String})

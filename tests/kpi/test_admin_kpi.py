@@ -96,6 +96,7 @@ async def test_insights_page_html(generated: Generated, gateway: Any, upstream_s
     assert page.count('<figure class="scatter"') == 15  # 3 health metrics x 5 KPIs
     assert 'data-metric="sync_lag_p95_s" data-kpi="cart_abandonment"' in page
     assert "higher sync_lag_p95_s goes with higher cart_abandonment" in page
+    assert '<p class="fdr">12 tests, FDR 5 %' in page  # the NPS pairs: too few answers, not tested
     assert 'data-change="chg-craftbridge-v2"' in page and 'data-benchmark="integration uptime"' in page
 
 

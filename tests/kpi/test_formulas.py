@@ -204,3 +204,23 @@ def test_engagement_by_hand(kpi_store: Store) -> None:
     assert (a["listing_sync_error_rate"], a["listing_sync_error_trend"]) == (0.5, 0.0)
     # artisans: A active (calls, orders), B active (order o10): rate 1
     assert (total["artisan_active_rate"], total["active_integrations"], total["active"]) == (1.0, 2, 2)
+
+
+def test_nps_kinds_and_delivery_status(kpi_store: Store) -> None:
+    """NPS reads every kind declared NPS-scale; surveys only sent (not delivered) count in no rate."""
+    load_shop(kpi_store)
+    cols = ("survey_id", "kind", "artisan_id", "buyer_id", "order_id", "ts", "status", "answered",
+            "answered_at", "score")
+    insert(kpi_store, "survey_responses", cols, [
+        ("s9", "app_nps", "A", "b7", "", t(81), "delivered", True, t(95), 0),  # answered after the period
+        ("s10", "app_nps", "A", "b8", "", t(82), "sent", False, None, None),  # never confirmed delivered
+    ])
+    params = {"end": END.isoformat(), "periods": "1", "period_days": "30"}
+    a = {r["artisan"]: r for r in run_query_sync(kpi_store, "retention_kpis", params).dicts()}["A"]
+    # app_nps is not declared: NPS as before; s9 counts as delivered and answered, s10 nowhere
+    assert (a["nps_responses"], a["nps"]) == (4, 25.0)
+    assert (a["surveys_delivered"], a["surveys_answered"]) == (8, 6)
+    a = {r["artisan"]: r for r in run_query_sync(kpi_store, "retention_kpis",
+                                                 {**params, "nps_kinds": "nps,app_nps"}).dicts()}["A"]
+    # 10, 9, 3, 7, 0: promoters 2, detractors 2 of 5 -> 0
+    assert (a["nps_responses"], a["nps"]) == (5, 0.0)

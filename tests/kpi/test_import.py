@@ -160,14 +160,21 @@ async def test_jsonl_body_import(kpi_store: Store) -> None:
     good = (b'{"change_id": "c1", "partner_id": "p", "artisan_id": "*", "description": "v2", '
             b'"kind": "version_upgrade", "ts": "2026-01-05T00:00:00Z"}\n')
     assert (await import_jsonl(astore, "integration_changes", good)).rows == 1
-    bad = good + b'\n{"change_id": "c2", "partner_id": "p", "artisan_id": "*", "kind": "rollback", ' \
+    # Kinds are free-form labels: a new kind and a placebo flag need no schema change ...
+    placebo = (b'{"change_id": "c0", "partner_id": "p", "artisan_id": "*", "description": "", '
+               b'"kind": "pricing_test", "ts": "2026-01-02", "placebo": true}\n')
+    assert (await import_jsonl(astore, "integration_changes", placebo)).rows == 1
+    # ... but a label is still checked.
+    bad = good + b'\n{"change_id": "c2", "partner_id": "p", "artisan_id": "*", "kind": "roll back!", ' \
                  b'"ts": "2026-01-06"}\n'
     with pytest.raises(KpiImportError) as err:
         await import_jsonl(astore, "integration_changes", bad)
     assert (err.value.line, err.value.row, err.value.column) == (3, 2, "kind")
     with pytest.raises(KpiImportError, match="line 1: column colour: unknown column"):
         await import_jsonl(astore, "integration_changes", b'{"colour": "red"}\n')
-    assert kpi_store.query("SELECT count() FROM kpi_integration_changes FINAL").rows[0][0] == 1
+    assert kpi_store.query("SELECT count() FROM kpi_integration_changes FINAL").rows[0][0] == 2
+    assert kpi_store.query("SELECT kind, placebo FROM kpi_integration_changes FINAL ORDER BY change_id"
+                           ).rows == [("pricing_test", True), ("version_upgrade", False)]
 
 
 def test_cli_import(kpi_store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
