@@ -58,7 +58,7 @@ from aiohttp.http import HttpVersion11
 from aiohttp.streams import StreamReader
 from yarl import URL
 
-from collectors.record import CallRecord, RecordSink
+from collectors.record import CallRecord, RecordSink, valid_text
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
 from gateway.call_limits import CallLimits, LimitClock
@@ -299,6 +299,9 @@ class _Call:
         self.error_source = exc.source
 
     def record(self, request: web.BaseRequest, duration_ns: int) -> CallRecord:
+        """The finished record.  Every value taken from the request goes through ``valid_text`` here, the
+        one place (the rest is ours: config names, hex ids, outcome codes); what was forwarded upstream is
+        left as it was."""
         headers = request.headers
         return CallRecord(
             self.start_ns,
@@ -306,27 +309,27 @@ class _Call:
             self.trace_id,
             self.span_id,
             self.parent_span_id,
-            request.method,
+            valid_text(request.method),
             self.route_template,
             self.route_name,
-            self.path,
+            valid_text(self.path),
             self.status,
             self.error_type,
             self.error_source,
             self.partner_id,
-            self.artisan_id,
+            valid_text(self.artisan_id),
             self.upstream,
             self.client_span_id,
             self.upstream_start_ns,
             self.upstream_duration_ns,
             self.sync_lag_ms,
             self.sync_lag_invalid,
-            headers.get("Host", ""),
-            request.remote or "",
-            headers.get("User-Agent", ""),
+            valid_text(headers.get("Host", "")),
+            valid_text(request.remote or ""),
+            valid_text(headers.get("User-Agent", "")),
             self.request_body_size,
             self.response_body_size,
-            self.request_id,
+            valid_text(self.request_id),
             request.scheme,
             self.upstream_status,
         )
@@ -408,7 +411,8 @@ class Proxy:
         self.sink.submit(
             CallRecord(
                 time_ns(), 0, trace_id, new_span_id(), "", "", "", "", "", status, code, "gateway",
-                "", "", "", "", 0, 0, None, False, "", request.remote or "", "", 0, 0, rid, "http", 0,
+                "", "", "", "", 0, 0, None, False, "", valid_text(request.remote or ""), "", 0, 0,
+                valid_text(rid), "http", 0,
             )
         )  # fmt: skip
 
