@@ -40,7 +40,7 @@ class CallRecord(NamedTuple):
     path: str  # normalised request path (no query string)
     status: int  # status sent to the client; 0 when the client connection was aborted
     error_type: str  # "" on success; else e.g. timeout, connect_error, circuit_open, unauthorized
-    error_source: str  # "" on success; "gateway" or "upstream"
+    error_source: str  # "" on success; "gateway", "upstream" or "client" (the partner's own connection)
     partner_id: str  # "" when unauthenticated
     artisan_id: str  # "" when unknown
     upstream: str  # upstream name, "" when the request never got that far

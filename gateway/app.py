@@ -66,7 +66,9 @@ class _CatchAll(AbstractResource, Sized):
 def build_partner_app(config: Config, services: Services) -> web.Application:
     """The partner listener's application; ``app[PROXY_KEY]`` is its proxy (in-flight count, breakers)."""
     proxy = Proxy(config, services.sink)
-    app = web.Application(client_max_size=1 << 20)
+    # Request bodies are relayed exactly as received: aiohttp must not inflate a gzip upload on the way in
+    # (the upstream would get decompressed bytes still labelled gzip, with the compressed length).
+    app = web.Application(client_max_size=1 << 20, handler_args={"auto_decompress": False})
     app[CONFIG_KEY] = config
     app[SERVICES_KEY] = services
     app[PROXY_KEY] = proxy

@@ -18,6 +18,13 @@ Semantics (the connect limit stays with aiohttp's connector):
   wait for a free pooled connection and the connect (itself bounded by the connect limit) count too.
   Time the gateway spends writing to its own client is not upstream silence and is never counted.
 
+Time spent waiting on the client -- reading a slowly uploaded request body, or writing the response to a
+client that reads slowly (``write`` blocked on backpressure) -- counts against neither limit: the total
+stands still during each such wait (``begin_client_wait`` / ``end_client_wait``) and resumes after it.
+It has its own limit instead, ``client_idle`` (``limits.client_idle_timeout``): a single wait on the
+client longer than that ends the call with ``client_expired`` set, which the proxy records as the
+client's fault (``client_timeout``), never the upstream's, and never reports to the circuit breaker.
+
 A limit that runs out while the gateway is waiting for the upstream interrupts that wait (the task is
 cancelled and the cancellation turned into ``TimeoutError``, as ``asyncio.timeout`` does); one that runs
 out while the gateway is busy elsewhere makes the next wait fail at once.
@@ -35,6 +42,8 @@ class CallLimits:
 
     __slots__ = (
         "_cancelling",
+        "_client_idle",
+        "_client_since",
         "_clock",
         "_interrupted",
         "_loop",
@@ -43,10 +52,11 @@ class CallLimits:
         "_task",
         "_total_at",
         "_waiting",
+        "client_expired",
         "expired",
     )
 
-    def __init__(self, clock: LimitClock, total: float, read: float) -> None:
+    def __init__(self, clock: LimitClock, total: float, read: float, client_idle: float) -> None:
         loop = clock.loop
         task = asyncio.current_task(loop)
         if task is None:
@@ -60,10 +70,20 @@ class CallLimits:
         self._waiting = False  # inside a wait for the upstream: a limit running out interrupts it
         self._quiet_since: float | None = None  # loop time since the upstream owes bytes; None: not owed
         self._interrupted = False
+        self._client_idle = client_idle
+        self._client_since: float | None = None  # loop time since the gateway waits on the client
         self.expired = False
+        self.client_expired = False  # the client-side idle limit ran out (not the upstream's fault)
 
     def check(self, now: float) -> None:
         """Called by the clock each tick: expire if a limit ran out."""
+        client = self._client_since
+        if client is not None:  # the upstream's clock stands still while the client is waited on
+            if now - client >= self._client_idle:
+                self.client_expired = True
+                self._clock.forget(self)
+                self._expire()
+            return
         quiet = self._quiet_since
         if now >= self._total_at or (quiet is not None and now - quiet >= self._read):
             self._clock.forget(self)
@@ -71,7 +91,7 @@ class CallLimits:
 
     def _expire(self) -> None:
         self.expired = True
-        if self._waiting:
+        if self._waiting or self._client_since is not None:
             self._interrupted = True
             self._task.cancel()
 
@@ -92,6 +112,17 @@ class CallLimits:
         """The request has been handed over in full (its body sent): the read limit starts counting."""
         if self._waiting:
             self._quiet_since = self._loop.time()
+
+    def begin_client_wait(self) -> None:
+        """Before awaiting the client (its body, or room to write to it): the upstream's clock stops."""
+        self._client_since = self._loop.time()
+
+    def end_client_wait(self) -> None:
+        """After a wait on the client: the total limit moves on by the time it took."""
+        since = self._client_since
+        if since is not None:
+            self._client_since = None
+            self._total_at += self._loop.time() - since
 
     def end_wait(self) -> None:
         self._waiting = False
@@ -119,9 +150,9 @@ class LimitClock:
         self._calls: set[CallLimits] = set()
         self._handle: asyncio.TimerHandle | None = None
 
-    def limits(self, total: float, read: float) -> CallLimits:
+    def limits(self, total: float, read: float, client_idle: float = float("inf")) -> CallLimits:
         """Limits for an upstream call made by the current task; ``close()`` them when it is over."""
-        call = CallLimits(self, total, read)
+        call = CallLimits(self, total, read, client_idle)
         self._calls.add(call)
         if self._handle is None:
             self._handle = self.loop.call_at(self.loop.time() + self._tick, self._sweep)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -627,12 +628,66 @@ def _listeners(ctx: _Ctx, node: Node | None, path: str) -> tuple[Listener, Admin
                 ctx.error(
                     port_node, _join(apath, "port"), f"same port as listeners.partner.port ({admin.port})"
                 )
+            problem = weak_token_problem(admin.token, partner.host, admin.host)
+            if problem is not None and isinstance(token, str):
+                ctx.error(a["token"], _join(apath, "token"), problem)
     return partner, admin
+
+
+MIN_ADMIN_TOKEN_LEN: Final = 16
+# Values the shipped examples (config/*.yaml, docker-compose.yml) use as literal defaults: public, so
+# never a real secret.
+EXAMPLE_ADMIN_TOKENS: Final = frozenset({"change-me", "demo-admin-token"})
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def weak_token_problem(token: str, partner_host: str, admin_host: str) -> str | None:
+    """Why ``token`` is too weak for listeners reachable from other machines (None when acceptable).
+
+    A weak token is tolerated only when both listeners are bound to loopback (a local demo or test).
+    """
+    if not token or (_loopback(partner_host) and _loopback(admin_host)):
+        return None
+    if token in EXAMPLE_ADMIN_TOKENS:
+        reason = "is a published example value"
+    elif len(token) < MIN_ADMIN_TOKEN_LEN:
+        reason = f"is shorter than {MIN_ADMIN_TOKEN_LEN} characters"
+    else:
+        return None
+    return (
+        f"the admin token {reason}; set a random one of {MIN_ADMIN_TOKEN_LEN}+ characters "
+        "(e.g. via ${LOOMGATE_ADMIN_TOKEN}), or bind both listeners to loopback"
+    )
+
+
+_LIMIT_KEYS: Final = (
+    "max_line_size",
+    "max_field_size",
+    "max_headers",
+    "drain_timeout",
+    "client_idle_timeout",
+    "header_timeout",
+    "body_idle_timeout",
+    "keepalive_timeout",
+    "max_connections",
+    "admin_max_connections",
+    "auth_failure_rate",
+    "auth_failure_burst",
+    "auth_tracked_addresses",
+)
 
 
 def _limits(ctx: _Ctx, node: Node | None, path: str) -> Limits:
     d = Limits()
-    m = _mapping(ctx, node, path, ("max_line_size", "max_field_size", "max_headers", "drain_timeout"))
+    m = _mapping(ctx, node, path, _LIMIT_KEYS)
     if m is None:
         return d
     return Limits(
@@ -640,6 +695,21 @@ def _limits(ctx: _Ctx, node: Node | None, path: str) -> Limits:
         max_field_size=_get(ctx, m, path, "max_field_size", _size, d.max_field_size),
         max_headers=_get(ctx, m, path, "max_headers", _integer(1), d.max_headers),
         drain_timeout=_get(ctx, m, path, "drain_timeout", _duration(allow_zero=True), d.drain_timeout),
+        client_idle_timeout=_get(ctx, m, path, "client_idle_timeout", _duration(), d.client_idle_timeout),
+        header_timeout=_get(ctx, m, path, "header_timeout", _duration(), d.header_timeout),
+        body_idle_timeout=_get(ctx, m, path, "body_idle_timeout", _duration(), d.body_idle_timeout),
+        keepalive_timeout=_get(ctx, m, path, "keepalive_timeout", _duration(), d.keepalive_timeout),
+        max_connections=_get(ctx, m, path, "max_connections", _integer(1, 1_000_000), d.max_connections),
+        admin_max_connections=_get(
+            ctx, m, path, "admin_max_connections", _integer(1, 100_000), d.admin_max_connections
+        ),
+        auth_failure_rate=_get(ctx, m, path, "auth_failure_rate", _positive_number, d.auth_failure_rate),
+        auth_failure_burst=_get(
+            ctx, m, path, "auth_failure_burst", _integer(1, 1_000_000), d.auth_failure_burst
+        ),
+        auth_tracked_addresses=_get(
+            ctx, m, path, "auth_tracked_addresses", _integer(1, 10_000_000), d.auth_tracked_addresses
+        ),
     )
 
 

@@ -421,6 +421,7 @@ async def run_demo(config: Config, opts: DemoOptions, *, out: TextIO = sys.stdou
                    err: TextIO = sys.stderr,
                    ready: Callable[[Any], Awaitable[None] | None] | None = None) -> int:
     from gateway.server import run_gateway
+    from gateway.startup import preflight
 
     stats = TrafficStats()
     plan = FaultPlan.demo(opts.duration)
@@ -431,6 +432,7 @@ async def run_demo(config: Config, opts: DemoOptions, *, out: TextIO = sys.stdou
         progress = Progress(stats, plan, time.monotonic(), opts.duration, err)
         receiver.on_alert = lambda payload: progress.note("ALERT " + describe_alert(payload))
         _install_signals(stop, progress.note)
+        preflight(cfg)  # before the KPI history opens the store
         if opts.kpi:
             await load_kpi_history(cfg, out)
         async with run_gateway(cfg) as gw:
@@ -492,10 +494,18 @@ def cli_main(argv: list[str]) -> int:
         print(f"{opts.config_path}: partners {', '.join(stale)}: api_keys no longer match the demo keys in "
               "gateway/demo_traffic.py", file=sys.stderr)
         return 2
+    from gateway.startup import StartupError, describe
+
     try:
         return asyncio.run(run_demo(config, opts))
     except ValueError as exc:
         print(f"loomgate demo: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"loomgate demo: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a sample upstream's or the alert receiver's port
+        print(f"loomgate demo: cannot start: {describe(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

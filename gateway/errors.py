@@ -1,7 +1,9 @@
 """Gateway errors: one small hierarchy, mapped to JSON HTTP responses in one place (``error_response``).
 
 Every error names its ``source``: ``gateway`` when Loomgate refused or failed the request itself,
-``upstream`` when the upstream failed (connect, timeout, broken response, open circuit).
+``upstream`` when the upstream failed (connect, timeout, broken response, open circuit), ``client`` when
+the partner's own connection was too slow: it did not send its request in time, or stopped
+uploading or reading mid-call (never held against the upstream's availability).
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ class ArtisanMissing(BadRequest):
     code, error_type = "artisan_id_missing", "artisan_id_missing"
 
 
+class Ambiguous(BadRequest):
+    """A value the gateway decides on was sent more than once (or padded): which one counts is unclear."""
+
+    code, error_type = "ambiguous_request", "ambiguous_request"
+
+
+class AmbiguousArtisan(Ambiguous):
+    code, error_type = "ambiguous_artisan", "ambiguous_artisan"
+
+
+class AmbiguousCredentials(Ambiguous):
+    code, error_type = "ambiguous_credentials", "ambiguous_credentials"
+
+
+class AmbiguousSyncLag(Ambiguous):
+    code, error_type = "ambiguous_sync_lag", "ambiguous_sync_lag"
+
+
 class Unauthorized(GatewayError):
     status, code, error_type = 401, "unauthorized", "unauthorized"
 
@@ -63,12 +83,30 @@ class PayloadTooLarge(GatewayError):
     status, code, error_type = 413, "payload_too_large", "payload_too_large"
 
 
+class UnsupportedEncoding(GatewayError):
+    status, code, error_type = 415, "unsupported_content_encoding", "unsupported_content_encoding"
+
+
 class RateLimited(GatewayError):
     status, code, error_type = 429, "rate_limited", "rate_limited"
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
         self.retry_after = retry_after
+
+
+class AuthThrottled(GatewayError):
+    status, code, error_type = 429, "auth_throttled", "auth_throttled"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
+        self.retry_after = retry_after
+
+
+class RequestTimeout(GatewayError):
+    """The client went quiet in the middle of sending its request body."""
+
+    status, code, error_type, source = 408, "request_timeout", "client_timeout", "client"
 
 
 class UpstreamError(GatewayError):
@@ -93,6 +131,13 @@ class CircuitOpen(UpstreamError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
         self.retry_after = retry_after
+
+
+class ClientTimeout(GatewayError):
+    """The partner stopped sending its body or reading the response for longer than the idle limit."""
+
+    status, code, error_type = 408, "client_timeout", "client_timeout"
+    source = "client"
 
 
 def error_body(code: str, message: str, request_id: str, source: str) -> bytes:

@@ -3,11 +3,22 @@
 Requests: hop-by-hop headers and every header named in ``Connection`` are dropped, as are the partner's
 credentials (``Authorization``, ``X-Api-Key``), ``Host`` (the HTTP client sets the upstream's), framing
 (``Content-Length``, ``Transfer-Encoding``: the proxy streams the body and the client library frames it),
-``Expect`` (the gateway already answered any ``100-continue``) and ``Proxy`` (httpoxy).  The gateway then
-appends the client address to ``X-Forwarded-For`` and itself to ``Via``, and sets ``X-Forwarded-Proto``,
-``X-Forwarded-Host``, ``X-Partner-Id``, ``X-Request-Id`` and ``traceparent`` (replacing anything the client
-sent, since the gateway is the edge that vouches for them).  ``tracestate`` and all other headers pass
-through in order, repeated ones included.
+``Expect`` (the gateway already answered any ``100-continue``) and ``Proxy`` (httpoxy).
+
+Headers an upstream might trust as facts about the client or the request are the gateway's to state, never
+the client's (``SPOOFABLE``): the client's own ``Forwarded``, ``X-Real-IP``, ``X-Client-IP``,
+``True-Client-IP``, ``CF-Connecting-IP`` and their kin, ``X-Forwarded-Port``/``-Prefix``/``-Server``, the
+method overrides (``X-HTTP-Method-Override``, ``X-Method-Override``, ``X-HTTP-Method``) and the URL
+rewrites (``X-Original-URL``, ``X-Rewrite-URL``) are dropped: the gateway checked one method and one path,
+and that is what the upstream must act on.  The gateway then appends the client address to
+``X-Forwarded-For`` and itself to ``Via``, and sets ``Forwarded`` (``for``/``proto``/``host`` of the real
+peer), ``X-Real-IP``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``, ``X-Partner-Id``, ``X-Request-Id`` and
+``traceparent`` (replacing anything the client sent, since the gateway is the edge that vouches for them).
+
+``tracestate`` and all other headers pass through in order, repeated ones included.  A name repeated in
+different letter case is forwarded under the spelling of its first occurrence: aiohttp's client merges
+request headers by exact spelling, so ``X-Tag`` then ``x-tag`` would otherwise reach the upstream as the
+last value only.
 
 Responses: the same hop-by-hop stripping and framing removal; ``Set-Cookie`` and other repeated headers,
 ``Content-Encoding`` and everything else pass untouched, and ``Via`` gets the gateway appended.
@@ -54,8 +65,44 @@ _REQUEST_DROP = (
         "x-partner-id",
         "x-request-id",
         "traceparent",
+        "forwarded",
+        "x-real-ip",
     }
 )
+# Claims about the client or the request only a trusted edge may make (see the module docstring).
+SPOOFABLE: frozenset[str] = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-original-forwarded-for",
+        "x-forwarded",
+        "forwarded-for",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+        "x-url-scheme",
+        "x-original-host",
+        "x-host",
+        "x-http-method-override",
+        "x-method-override",
+        "x-http-method",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-original-method",
+        "x-envoy-external-address",
+        "x-envoy-original-path",
+        "x-envoy-internal",
+    }
+)
+_REQUEST_DROP = _REQUEST_DROP | SPOOFABLE
 _RESPONSE_DROP = HOP_BY_HOP | _FRAMING | {"via"}
 
 Headers = CIMultiDictProxy[str] | CIMultiDict[str]
@@ -74,17 +121,19 @@ def connection_tokens(headers: Headers) -> frozenset[str]:
 
 
 def _rewrite(
-    headers: Headers, drop: frozenset[str], collect: tuple[str, str]
+    headers: Headers, drop: frozenset[str], collect: tuple[str, str], *, one_spelling: bool = False
 ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """One pass: the headers to keep, in order, and the values of the two list headers in ``collect``.
 
     Values of a collected header are dropped with it if the previous hop named it in ``Connection``.
+    ``one_spelling``: every occurrence of a name is kept under the spelling of its first one.
     """
     hop = connection_tokens(headers)
     first, second = collect
     kept: list[tuple[str, str]] = []
     a: list[str] = []
     b: list[str] = []
+    spelling: dict[str, str] = {}
     for name, value in headers.items():
         low = name.lower()
         if low in drop or low.startswith("proxy-") or (hop and low in hop):
@@ -93,8 +142,31 @@ def _rewrite(
             elif low == second and low not in hop:
                 b.append(value.strip())
             continue
+        if one_spelling:
+            name = spelling.setdefault(low, name)
         kept.append((name, value))
     return kept, a, b
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _forwarded_pair(key: str, value: str) -> str:
+    """``key=value`` of RFC 7239, the value quoted unless it is a token (IPv6 addresses are bracketed)."""
+    if key == "for" and ":" in value and not value.startswith("["):
+        value = f"[{value}]"
+    if _TOKEN.fullmatch(value):
+        return f"{key}={value}"
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{key}="{escaped}"'
+
+
+def forwarded_value(client_ip: str, scheme: str, host: str) -> str:
+    """The gateway's own ``Forwarded`` element for the real peer (RFC 7239)."""
+    parts = [_forwarded_pair("for", client_ip or "unknown"), _forwarded_pair("proto", scheme)]
+    if host:
+        parts.append(_forwarded_pair("host", host))
+    return ";".join(parts)
 
 
 def _append(values: list[str], own: str) -> str:
@@ -115,8 +187,11 @@ def forward_request_headers(
     traceparent: str,
 ) -> CIMultiDict[str]:
     """Headers to send upstream for a partner request (see the module docstring for the rules)."""
-    kept, xff, via = _rewrite(incoming, _REQUEST_DROP, ("x-forwarded-for", "via"))
+    kept, xff, via = _rewrite(incoming, _REQUEST_DROP, ("x-forwarded-for", "via"), one_spelling=True)
     kept.append(("X-Forwarded-For", _append(xff, client_ip)))
+    kept.append(("Forwarded", forwarded_value(client_ip, scheme, host)))
+    if client_ip:
+        kept.append(("X-Real-IP", client_ip))
     kept.append(("X-Forwarded-Proto", scheme))
     if host:
         kept.append(("X-Forwarded-Host", host))

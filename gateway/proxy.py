@@ -5,17 +5,31 @@ Pipeline (each step may end the request with a JSON error from ``gateway.errors`
 1. request id (a valid incoming ``X-Request-Id`` is reused) and W3C trace context;
 2. path normalisation (400 for paths that could escape their route);
 3. authentication (401) -- *before* routing, so unauthenticated callers cannot probe which routes exist;
+   more than one credential (``Authorization`` or ``X-Api-Key`` repeated, or both with different keys) is
+   400 ``ambiguous_credentials``, decided before any key is looked up;
 4. route match (404, 405 with ``Allow``);
 5. per-partner rate limit (429 with ``Retry-After``);
-6. artisan id from the path, a header, the query or the JSON body (400 when required and missing);
+6. artisan id from the path, a header, the query or the JSON body (400 when required and missing).
+   Read exactly once (``gateway.scoping``): carried twice -- a header in any case or an underscore
+   spelling, a repeated query key, a JSON key repeated on the looked-up path -- or padded with
+   whitespace, it is 400 ``ambiguous_artisan``, never "first wins", because the upstream may read the
+   other copy.  A repeated sync-lag source is 400 ``ambiguous_sync_lag`` likewise;
 7. scope: the partner must be allowed to act for that artisan (403; the upstream never sees the request);
 8. the upstream's circuit breaker (503 with ``Retry-After`` while open);
    ``Expect: 100-continue`` is answered only once the body is actually wanted (after the checks above,
    or after the artisan checks for routes that read the JSON body), so rejected uploads are never sent;
 9. the upstream call, streaming the request body in and the response body back out.
 
-Bodies stream both ways.  The only buffered bodies are those a route needs to look into (artisan id or
-sync-lag time in the JSON body), and they are bounded by the route's ``max_body_size``.
+Bodies stream both ways, exactly as received: the listener does not inflate compressed request bodies,
+so a gzip upload reaches the upstream as the same bytes, length and ``Content-Encoding``.  The only
+buffered bodies are those a route needs to look into (artisan id or sync-lag time in the JSON body),
+bounded by the route's ``max_body_size``; a compressed one is read from a private inflated copy, bounded
+by the same limit after decompression (``gateway.request_body``; other codings are 415 there).
+
+Time waiting on the client -- a slow upload, or ``write`` blocked on a slow reader -- stops the upstream's
+clock (``gateway.call_limits``): it never makes an upstream time out and never reaches the breaker.  A
+client stalled longer than ``limits.client_idle_timeout`` is cut (408 before the response, a closed
+connection after it) and recorded as ``client_timeout`` with source ``client``.
 
 Circuit breaker outcomes: connect errors, timeouts, broken responses (including an upstream dying
 mid-body) and upstream 502/503/504 count as failures.  Other 5xx are left alone: they are usually about
@@ -29,19 +43,18 @@ body is relayed chunked.  aiohttp adds ``Date``/``Server`` when the upstream sen
 
 Telemetry: exactly one ``CallRecord`` per request that reached this handler, submitted once the response
 is finished or aborted.  Status 0 means the client connection was aborted: ``client_abort`` when the client
-went away (attributed to neither side), ``upstream_aborted`` when the upstream broke off after the
-response had started (the client connection is closed so it sees an incomplete response).
+went away and ``client_timeout`` when it stalled (both source ``client``: neither the gateway's nor the
+upstream's fault, and left out of the upstream's availability), ``upstream_aborted`` when the upstream
+broke off after the response had started (the client connection is closed so it sees an incomplete
+response).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from time import monotonic_ns, time_ns
 from typing import Any
 
@@ -63,7 +76,7 @@ from gateway import errors
 from gateway.auth import KeyRing, extract_key
 from gateway.call_limits import CallLimits, LimitClock
 from gateway.circuit import CircuitBreaker
-from gateway.config import ArtisanLookup, Config, Partner, Route, SyncLagLookup, Upstream
+from gateway.config import Config, Partner, Route, Upstream
 from gateway.headers import (
     format_traceparent,
     forward_request_headers,
@@ -74,11 +87,25 @@ from gateway.headers import (
     response_header_items,
 )
 from gateway.ratelimit import RateLimiter
+from gateway.request_body import content_codings, decoded_copy
 from gateway.routing import RouteMatch, RouteTable, build_upstream_url, normalize_path
+from gateway.scoping import (
+    MAX_ARTISAN_ID_LEN,
+    Lookup,
+    artisan_error,
+    artisan_of,
+    artisan_value,
+    lookup_once,
+    parse_json,
+    parse_source_time_ms,
+    single_credential,
+    sync_lag,
+)
 
 log = logging.getLogger("loomgate.proxy")
 
-MAX_ARTISAN_ID_LEN = 256
+__all__ = ["MAX_ARTISAN_ID_LEN", "Proxy", "UpstreamPool", "artisan_value", "parse_source_time_ms", "sync_lag"]
+
 _MAX_RECORDED_PATH = 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 _BREAKER_FAILURE_STATUSES = frozenset({502, 503, 504})
@@ -86,90 +113,7 @@ _BREAKER_FAILURE_STATUSES = frozenset({502, 503, 504})
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
-# ------------------------------------------------------------------------------------------- lookups
-
-
-def _json_field(doc: Any, parts: tuple[str, ...]) -> Any:
-    """Value at a dotted path in a parsed JSON document (list items by index), or None."""
-    cur = doc
-    for part in parts:
-        if isinstance(cur, dict):
-            cur = cur.get(part)
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            return None
-    return cur
-
-
-def artisan_value(value: Any) -> str | None:
-    """An artisan id from a lookup result: a non-empty string or an integer, bounded in length."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not value or len(value) > MAX_ARTISAN_ID_LEN:
-        return None
-    return value
-
-
-def parse_source_time_ms(value: Any) -> float | None:
-    """Epoch milliseconds from ISO-8601 text or epoch seconds / milliseconds (told apart by magnitude).
-
-    Numbers of 1e11 and more are milliseconds (1e11 s is the year 5138, 1e11 ms is 1973).  Naive ISO
-    times are UTC.  Anything unreadable is None (the lag is then not measured).
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 64:
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                when = datetime.fromisoformat(text)
-            except ValueError:
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return when.timestamp() * 1000.0
-        value = number
-    if isinstance(value, int | float):
-        number = float(value)
-        if not math.isfinite(number) or number <= 0:
-            return None
-        return number if number >= 1e11 else number * 1000.0
-    return None
-
-
-def sync_lag(ack_ms: float, source_ms: float, max_skew_ms: float) -> tuple[float | None, bool]:
-    """(lag in ms, invalid): a source time slightly in the future is lag 0, far in the future invalid."""
-    lag = ack_ms - source_ms
-    if lag >= 0:
-        return lag, False
-    if -lag <= max_skew_ms:
-        return 0.0, False
-    return None, True
-
-
 # ------------------------------------------------------------------------------------- per-route plans
-
-
-@dataclass(frozen=True, slots=True)
-class _Lookup:
-    source: str
-    name: str
-    parts: tuple[str, ...]  # dotted JSON path split once
-    required: bool
-
-    @classmethod
-    def of(cls, spec: ArtisanLookup | SyncLagLookup) -> _Lookup:
-        return cls(spec.source, spec.name, tuple(spec.name.split(".")), getattr(spec, "required", True))
 
 
 class UpstreamPool:
@@ -209,8 +153,8 @@ class _Plan:
 
     route: Route
     upstream: UpstreamPool
-    artisan: _Lookup | None
-    sync_lag: _Lookup | None
+    artisan: Lookup | None
+    sync_lag: Lookup | None
     buffer_body: bool  # the route looks into the JSON body
     max_body: int
 
@@ -350,14 +294,15 @@ class Proxy:
         self.upstreams: dict[str, UpstreamPool] = {u.name: UpstreamPool(u) for u in config.upstreams}
         self.plans: dict[str, _Plan] = {r.name: self._plan(r) for r in config.routes}
         self.max_skew_ms = config.telemetry.sync_lag_max_skew * 1000.0
+        self.client_idle = config.limits.client_idle_timeout
         self.inflight = 0
         self.requests_total = 0
         self.draining = False
         self._clock: LimitClock | None = None  # upstream time limits; set by start(), on the running loop
 
     def _plan(self, route: Route) -> _Plan:
-        artisan = _Lookup.of(route.artisan) if route.artisan else None
-        lag = _Lookup.of(route.sync_lag) if route.sync_lag else None
+        artisan = Lookup.of(route.artisan) if route.artisan else None
+        lag = Lookup.of(route.sync_lag) if route.sync_lag else None
         buffer_body = (artisan is not None and artisan.source == "json") or (
             lag is not None and lag.source == "json"
         )
@@ -393,7 +338,7 @@ class Proxy:
         except errors.GatewayError as exc:
             return await self._send_error(request, c, exc)
         except _ClientGone:
-            return self._aborted(request, c, "client_abort", "")
+            return self._aborted(request, c, "client_abort", "client")
         except asyncio.CancelledError:
             c.status, c.error_type, c.error_source = 0, "shutdown", "gateway"
             raise
@@ -435,6 +380,7 @@ class Proxy:
         if path is not raw_path:  # the canonical fast path returns the same string
             c.path = path[:_MAX_RECORDED_PATH]
 
+        single_credential(headers)  # before any key is looked up: the answer reveals nothing about keys
         partner = self._authenticate(headers)
         c.partner_id = partner.id
 
@@ -458,13 +404,15 @@ class Proxy:
         if plan.buffer_body and request.body_exists:
             await _send_continue(request, c)
             body = await self._read_body(request.content, plan.max_body, c)
-            doc = _parse_json(body)
+            # The body is forwarded as received; only a private copy is decoded to be read.
+            codings = content_codings(headers.getall("Content-Encoding", ()))
+            doc = parse_json(decoded_copy(body, codings, plan.max_body) if codings else body)
 
         if plan.artisan is not None:
-            artisan = self._artisan(plan.artisan, request, m, doc)
+            artisan = artisan_of(plan.artisan, request, m, doc)
             if artisan is None:
                 if plan.artisan.required:
-                    raise _artisan_error(plan.artisan, doc)
+                    raise artisan_error(plan.artisan, doc)
             else:
                 c.artisan_id = artisan
                 if not partner.allows(artisan):
@@ -472,7 +420,7 @@ class Proxy:
 
         lag_source = None
         if plan.sync_lag is not None:
-            lag_source = _lookup_raw(plan.sync_lag, request, m, doc)
+            lag_source = lookup_once(plan.sync_lag, request, m, doc, errors.AmbiguousSyncLag)
 
         return await self._forward(request, c, plan, m, path, raw_query, partner, body, lag_source)
 
@@ -484,10 +432,6 @@ class Proxy:
         if partner is None:
             raise errors.Unauthorized("unknown API key")
         return partner
-
-    @staticmethod
-    def _artisan(lookup: _Lookup, request: web.BaseRequest, m: RouteMatch, doc: Any) -> str | None:
-        return artisan_value(_lookup_raw(lookup, request, m, doc))
 
     # ----------------------------------------------------------------------------------------- bodies
 
@@ -523,12 +467,15 @@ class Proxy:
         """The request body as it arrives, counted; stops the upload once it passes the route's limit."""
         size = 0
         while True:
+            limits.begin_client_wait()  # a slow upload is the client's time, not the upstream's
             try:
                 chunk = await content.readany()
             except Exception as exc:
                 # The HTTP client wraps whatever happens here; remember what really went wrong.
                 c.body_error = exc
                 raise
+            finally:
+                limits.end_client_wait()
             if not chunk:
                 limits.owed_from_now()  # the whole request is out: the upstream's turn
                 return
@@ -562,7 +509,7 @@ class Proxy:
         pool.breaker.before_call()
         healthy: bool | None = None  # the call's verdict on the upstream; None: no verdict
         t = pool.config.timeouts
-        limits = clock.limits(t.total, t.read)
+        limits = clock.limits(t.total, t.read, self.client_idle)
         try:
             url = build_upstream_url(pool.base, plan.route, m, path, raw_query)
             c.client_span_id = span = new_span_id()
@@ -601,6 +548,9 @@ class Proxy:
                 if not limits.timed_out():
                     raise
                 c.upstream_duration_ns = monotonic_ns() - up_t0
+                if limits.client_expired:  # the upload stalled: no verdict on the upstream
+                    c.force_close = True
+                    raise errors.ClientTimeout("request body upload stalled") from None
                 healthy = False
                 raise _upstream_failure(pool.name, TimeoutError()) from None
             finally:
@@ -646,10 +596,18 @@ class Proxy:
         resp = factory(status=status, reason=up.reason, headers=items)  # one header mapping built
         resp.headers["X-Request-Id"] = c.request_id  # replaces one the upstream sent
         try:
+            limits.begin_client_wait()
             await resp.prepare(request)
         except ConnectionError:
             up.close()
             raise _ClientGone() from None
+        except asyncio.CancelledError:
+            if not limits.timed_out():
+                raise
+            self._abort(request, resp, up, c, "client_timeout", "client")
+            return resp, True
+        finally:
+            limits.end_client_wait()
         sent = 0
         if request.method != "HEAD" and status not in _NO_BODY_STATUSES and status >= 200:
             read = up.content.readany
@@ -673,21 +631,38 @@ class Proxy:
                     limits.end_wait()
                 if not chunk:
                     break
+                limits.begin_client_wait()  # blocked on a slow reader: the client's time, not the upstream's
                 try:
                     await write(chunk)
                 except ConnectionError:
                     c.response_body_size = sent
-                    self._abort(request, resp, up, c, "client_abort", "")
+                    self._abort(request, resp, up, c, "client_abort", "client")
                     return resp, True
+                except asyncio.CancelledError:
+                    if not limits.timed_out():
+                        raise
+                    c.response_body_size = sent
+                    self._abort(request, resp, up, c, "client_timeout", "client")
+                    return resp, True
+                finally:
+                    limits.end_client_wait()
                 sent += len(chunk)
                 if at_eof():  # the upstream's body is complete: no need to wait for its end marker
                     break
         c.response_body_size = sent
+        limits.begin_client_wait()
         try:
             await resp.write_eof()
         except ConnectionError:
-            self._abort(request, resp, up, c, "client_abort", "")
+            self._abort(request, resp, up, c, "client_abort", "client")
             return resp, True
+        except asyncio.CancelledError:
+            if not limits.timed_out():
+                raise
+            self._abort(request, resp, up, c, "client_timeout", "client")
+            return resp, True
+        finally:
+            limits.end_client_wait()
         up.release()
         c.status = status
         return resp, True
@@ -755,45 +730,6 @@ async def _send_continue(request: web.BaseRequest, c: _Call) -> None:
         except ConnectionError:
             raise _ClientGone() from None
         request.writer.output_size = 0  # the interim response is not the response
-
-
-def _parse_json(body: bytes) -> Any:
-    """The parsed body, or ``_INVALID`` when it is not JSON."""
-    if not body:
-        return _INVALID
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return _INVALID
-
-
-class _Invalid:
-    """Marker for a body that is not valid JSON."""
-
-
-_INVALID = _Invalid()
-
-
-def _lookup_raw(lookup: _Lookup, request: web.BaseRequest, m: RouteMatch, doc: Any) -> Any:
-    source = lookup.source
-    if source == "path":
-        return m.params.get(lookup.name)
-    if source == "header":
-        return request.headers.get(lookup.name)
-    if source == "query":
-        return request.query.get(lookup.name)
-    if doc is None or doc is _INVALID:
-        return None
-    return _json_field(doc, lookup.parts)
-
-
-def _artisan_error(lookup: _Lookup, doc: Any) -> errors.GatewayError:
-    where = {"path": "path parameter", "header": "header", "query": "query parameter", "json": "JSON field"}
-    if lookup.source == "json" and doc is _INVALID:
-        return errors.BadRequest("request body is not valid JSON (the artisan id is read from it)")
-    return errors.ArtisanMissing(
-        f"artisan id missing or invalid: expected in the {where[lookup.source]} {lookup.name!r}"
-    )
 
 
 def _body_failure(c: _Call) -> BaseException:

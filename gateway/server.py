@@ -5,10 +5,10 @@ Stop order: the partner listener stops accepting, in-flight requests get up to `
 finish (then they are cancelled), the upstream pools close, the admin listener closes, and services stop
 last so telemetry flushes every record the requests produced.
 
-Requests aiohttp cannot parse never reach an application; the listeners answer them with the gateway's
-JSON error body too (400 when malformed; 431 when the request line or a header is over
-``limits.max_line_size`` / ``max_field_size`` or there are more than ``max_headers`` headers), close the
-connection, and on the partner listener they get a call record.
+Connections (timeouts, caps, JSON answers to unparseable requests) are ``gateway.listener``'s.  Each
+listener's cap is fitted to the process's descriptor limit (``fd_budget``) with descriptors kept in reserve
+for the upstream pools, the store and the health checks, so a partner flood can never starve the admin
+listener or make a health check fail for want of a socket.
 """
 
 from __future__ import annotations
@@ -18,113 +18,68 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.web_protocol import RequestHandler
 
 from gateway.admin import build_admin_app
 from gateway.app import PROXY_KEY, build_partner_app
 from gateway.config import Config
-from gateway.errors import error_body
 from gateway.gctune import tune_gc_for_serving
-from gateway.headers import request_id
+from gateway.listener import ConnectionPolicy, GatewayRunner
 from gateway.proxy import Proxy
+from gateway.quietlog import RepeatLimiter, install_loop_handler
 from gateway.services import Services, start_services, stop_services
+from gateway.startup import StartupError, describe, preflight
 
 log = logging.getLogger("loomgate.server")
 
 # Bursts of new partner connections queue in the kernel instead of waiting for SYN retries (aiohttp: 128).
 _LISTEN_BACKLOG = 2048
 _DRAIN_POLL = 0.02
-_CANCEL_GRACE = 0.05
-
-ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str], None]
-
-
-# ------------------------------------------------------------------------- JSON for unparseable requests
+# Descriptors kept free beyond the listeners' caps and the upstream pools: store, spool, health checks,
+# alert webhooks, logs.
+_FD_RESERVE = 128
+_MIN_CAP = 8
 
 
-class _JsonErrorRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering requests it cannot parse with the gateway's JSON error."""
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("response already started; the connection is broken")
-        if status >= 500:
-            self.log_exception("Error handling request", exc_info=exc)
-            code, text = "internal_error", "internal gateway error"
-        elif isinstance(exc, LineTooLong) or (
-            isinstance(exc, BadHttpMessage) and "too many headers" in str(exc).lower()
-        ):
-            # The parser's message quotes the start of the offending line (maybe a credential): never
-            # echoed, never logged.
-            status = 431
-            code, text = "header_too_large", "request line or header fields over the size limits"
-        else:
-            code, text = "bad_request", "malformed HTTP request"
-        rid = request_id(None)
-        resp = web.Response(
-            status=status,
-            body=error_body(code, text, rid, "gateway"),
-            content_type="application/json",
-            headers={"X-Request-Id": rid},
-        )
-        resp.force_close()
-        hook: ProtocolErrorHook | None = getattr(self._manager, "on_protocol_error", None)
-        if hook is not None and 400 <= status < 500:
-            hook(request, status, code, rid)
-        return resp
+def raise_fd_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-class _JsonErrorServer(web.Server):
-    on_protocol_error: ProtocolErrorHook | None = None
+def fd_budget(config: Config, nofile: int) -> tuple[ConnectionPolicy, ConnectionPolicy]:
+    """The partner and admin listeners' policies, their caps fitted into ``nofile`` descriptors.
 
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections answer unparseable requests with JSON (see the module docstring)."""
-
-    def __init__(
-        self, app: web.Application, *, on_protocol_error: ProtocolErrorHook | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(app, **kwargs)
-        self._on_protocol_error = on_protocol_error
-
-    async def _make_server(self) -> web.Server:
-        base = await super()._make_server()
-        server = _JsonErrorServer(
-            base.request_handler,
-            request_factory=base.request_factory,
-            handler_cancellation=base.handler_cancellation,
-            loop=base._loop,
-            **base._kwargs,
-        )
-        server.on_protocol_error = self._on_protocol_error
-        return server
-
-
-def _runner_kwargs(config: Config) -> dict[str, Any]:
+    The admin cap is served first (it is small), so partner traffic can never take its descriptors.
+    """
     limits = config.limits
-    return {
-        "access_log": None,  # no per-request logging: every request is in telemetry instead
-        "shutdown_timeout": _CANCEL_GRACE,  # after the drain wait: cancel what is left promptly
-        "max_line_size": limits.max_line_size,
-        "max_field_size": limits.max_field_size,
-        "max_headers": limits.max_headers,
-    }
+    available = nofile - _FD_RESERVE - sum(u.pool_size for u in config.upstreams)
+    admin = max(_MIN_CAP, min(limits.admin_max_connections, available // 4))
+    partner = max(_MIN_CAP, min(limits.max_connections, available - admin))
+    if partner < limits.max_connections or admin < limits.admin_max_connections:
+        log.warning(
+            "open-file limit %d: listener caps lowered to %d partner / %d admin connections "
+            "(limits.max_connections %d, limits.admin_max_connections %d)",
+            nofile, partner, admin, limits.max_connections, limits.admin_max_connections,
+        )  # fmt: skip
+
+    def policy(name: str, cap: int) -> ConnectionPolicy:
+        return ConnectionPolicy(
+            name, limits.header_timeout, limits.body_idle_timeout, limits.keepalive_timeout, cap
+        )
+
+    return policy("partner", partner), policy("admin", admin)
 
 
 # --------------------------------------------------------------------------------------- the gateway
@@ -175,30 +130,47 @@ def _url(runner: web.AppRunner) -> str:
     return f"http://{host}:{port}"
 
 
-async def _start_listener(runner: GatewayRunner, host: str, port: int) -> str:
+async def _start_listener(runner: GatewayRunner, host: str, port: int, where: str) -> str:
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=_LISTEN_BACKLOG).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True, backlog=_LISTEN_BACKLOG).start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else describe(exc)
+        raise StartupError(f"{where}: cannot listen on {host}:{port}: {reason}") from None
     return _url(runner)
 
 
 @contextlib.asynccontextmanager
 async def run_gateway(config: Config, *, sink: Any = None) -> AsyncIterator[RunningGateway]:
-    """Run a gateway for the duration of the block (port 0 = ephemeral; the URLs say which)."""
-    services = await start_services(config, sink=sink)
+    """Run a gateway for the duration of the block (port 0 = ephemeral; the URLs say which).
+
+    Raises ``StartupError`` (one sentence) when it cannot start.
+    """
+    if sink is None:
+        preflight(config)
+    try:
+        services = await start_services(config, sink=sink)
+    except Exception as exc:
+        raise StartupError(f"cannot start telemetry or health checks: {describe(exc)}") from None
+    loop = asyncio.get_running_loop()
+    previous_handler = install_loop_handler(loop, RepeatLimiter(log))
     try:
         partner_app = build_partner_app(config, services)
         proxy = partner_app[PROXY_KEY]
         if services.telemetry is not None:
             services.telemetry.gauges_provider = proxy.gauges
         admin_app = build_admin_app(config, services, partner_app)
-        kwargs = _runner_kwargs(config)
-        partner_runner = GatewayRunner(partner_app, on_protocol_error=proxy.record_protocol_error, **kwargs)
-        admin_runner = GatewayRunner(admin_app, **kwargs)
+        partner_policy, admin_policy = fd_budget(config, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        partner_runner = GatewayRunner(
+            partner_app, partner_policy, config.limits, on_protocol_error=proxy.record_protocol_error
+        )
+        admin_runner = GatewayRunner(admin_app, admin_policy, config.limits)
         gw: RunningGateway | None = None
         try:
             lp, la = config.partner_listener, config.admin_listener
-            partner_url = await _start_listener(partner_runner, lp.host, lp.port)
-            admin_url = await _start_listener(admin_runner, la.host, la.port)
+            src = config.source
+            partner_url = await _start_listener(partner_runner, lp.host, lp.port, f"{src}: listeners.partner")
+            admin_url = await _start_listener(admin_runner, la.host, la.port, f"{src}: listeners.admin")
             gw = RunningGateway(partner_url, admin_url, services, proxy, partner_runner, admin_runner)
             yield gw
         finally:
@@ -209,6 +181,7 @@ async def run_gateway(config: Config, *, sink: Any = None) -> AsyncIterator[Runn
             await admin_runner.cleanup()
     finally:
         await stop_services(services)
+        loop.set_exception_handler(previous_handler)
 
 
 # ------------------------------------------------------------------------------------ loomgate serve
@@ -263,4 +236,9 @@ def cli_main(argv: list[str]) -> int:
     config = load_config_or_report(args.config)  # an unreadable file is one of its problems
     if config is None:
         return 2
-    return asyncio.run(serve(config))
+    raise_fd_limit()
+    try:
+        return asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"loomgate serve: {exc}", file=sys.stderr)
+        return 1

@@ -192,6 +192,8 @@ class RecordingUpstream:
     """
 
     keep_body: int = 1 << 16
+    # False: request bodies are recorded as sent (a gzip body stays gzip), not inflated by aiohttp
+    auto_decompress: bool = True
     handlers: dict[Any, UpstreamHandler] = field(default_factory=dict)
     requests: list[SeenRequest] = field(default_factory=list)
     server: RunningServer | None = None
@@ -212,7 +214,7 @@ class RecordingUpstream:
         self.handlers[(method.upper(), path) if method else path] = handler
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 30)
+        app = web.Application(client_max_size=1 << 30, handler_args={"auto_decompress": self.auto_decompress})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 

@@ -4,7 +4,8 @@
 --   status. Events inside maintenance windows (maint_* arrays: upstream or '*', start, end) are left out.
 -- formula: probe uptime % = 100 × checks answered (outcome ok or slow) ÷ checks
 -- formula: request availability % = 100 × (1 − bad ÷ requests), bad = a 5xx response or an upstream failure
---   the gateway reported (loomgate.error_source = 'upstream', e.g. timeout, connect error, open circuit)
+--   the gateway reported (loomgate.error_source = 'upstream', e.g. timeout, connect error, open circuit);
+--   the partner's own failures (loomgate.error_source = 'client': client_timeout, client_abort) are not bad
 -- formula: latency compliance % = 100 × requests with Duration ≤ latency_threshold_ms ÷ requests
 -- formula: error budget = total events × (1 − target ÷ 100); consumed = bad events; remaining = budget − consumed.
 --   Events are requests when the window has any, else probes (budget_source says which).

@@ -56,9 +56,11 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_checks_the_example_and_a_broken_file(tmp_path: Path) -> None:
+    # PYTHONPATH: the console script runs this tree's code, whatever the environment has installed.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "LOOMGATE_ADMIN_TOKEN": "k" * 32}
     ok = subprocess.run(
         [str(LOOMGATE), "check-config", "config/gateway.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert (ok.returncode, ok.stderr) == (0, "")
     assert ok.stdout == (
@@ -67,7 +69,7 @@ def test_console_script_checks_the_example_and_a_broken_file(tmp_path: Path) -> 
     bad = tmp_path / "bad.yaml"
     bad.write_text("listeners: {}\nroutes: []\nbogus: 1\n", encoding="utf-8")
     result = subprocess.run(
-        [str(LOOMGATE), "check-config", str(bad)], capture_output=True, text=True, timeout=60
+        [str(LOOMGATE), "check-config", str(bad)], capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [

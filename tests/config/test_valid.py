@@ -55,7 +55,7 @@ def test_full_file_loads_to_exact_objects(monkeypatch: pytest.MonkeyPatch, tmp_p
     expected = Config(
         source=source,
         partner_listener=Listener(host="0.0.0.0", port=18080),
-        admin_listener=AdminListener(host="127.0.0.2", port=18081, token="admin-token"),
+        admin_listener=AdminListener(host="127.0.0.2", port=18081, token="admin-token-0123456789"),
         upstreams=(
             Upstream(
                 name="inventory",
@@ -120,7 +120,20 @@ def test_full_file_loads_to_exact_objects(monkeypatch: pytest.MonkeyPatch, tmp_p
             ),
             Partner(id="everyone", api_key_sha256=DIGESTS[2:]),
         ),
-        limits=Limits(max_line_size=4096, max_field_size=16000, max_headers=50, drain_timeout=90.0),
+        limits=Limits(
+            max_line_size=4096,
+            max_field_size=16000,
+            max_headers=50,
+            drain_timeout=90.0,
+            header_timeout=4.0,
+            body_idle_timeout=20.0,
+            keepalive_timeout=60.0,
+            max_connections=5000,
+            admin_max_connections=64,
+            auth_failure_rate=0.5,
+            auth_failure_burst=10,
+            auth_tracked_addresses=5000,
+        ),
         telemetry=TelemetryConfig(
             enabled=False,
             data_dir=str(tmp_path.resolve() / "relative" / "data"),
@@ -221,9 +234,10 @@ def test_empty_values_mean_defaults(case: Any) -> None:
 
 
 def test_example_gateway_yaml_is_valid() -> None:
-    config = load_config(REPO / "config" / "gateway.yaml", env={})
+    token = "t" * 24
+    config = load_config(REPO / "config" / "gateway.yaml", env={"LOOMGATE_ADMIN_TOKEN": token})
     assert len(config.upstreams) == 3 and len(config.routes) == 5 and len(config.partners) == 4
-    assert config.admin_listener.token == "change-me"  # the ${LOOMGATE_ADMIN_TOKEN:-change-me} default
+    assert config.admin_listener.token == token  # ${LOOMGATE_ADMIN_TOKEN}: required, no example default
     assert config.upstreams[0].timeouts == Timeouts(connect=1.0, read=5.0, total=15.0)  # from the anchor
 
 

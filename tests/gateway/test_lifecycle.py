@@ -210,6 +210,7 @@ async def test_a_listener_that_cannot_start_leaves_nothing_behind() -> None:
 
     from gateway.config import AdminListener, Listener
     from gateway.server import run_gateway
+    from gateway.startup import StartupError
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -222,7 +223,7 @@ async def test_a_listener_that_cannot_start_leaves_nothing_behind() -> None:
             partner_listener=Listener("127.0.0.1", partner_port),
             admin_listener=AdminListener("127.0.0.1", taken.getsockname()[1], "tok"),
         )
-        with pytest.raises(OSError):
+        with pytest.raises(StartupError, match=r"listeners\.admin: cannot listen on .*in use"):
             async with run_gateway(cfg):
                 pytest.fail("must not start")
     with socket.socket() as again:  # the partner listener was closed again

@@ -153,7 +153,7 @@ async def test_client_disconnecting_mid_upload_is_recorded_as_client_abort(stack
     writer.close()
     rec = (await stack.records(1))[0]
     assert (rec.status, rec.error_type) == (0, "client_abort")
-    assert rec.error_source == ""
+    assert rec.error_source == "client"
 
 
 async def test_many_requests_on_one_keep_alive_connection(stack: Stack) -> None:

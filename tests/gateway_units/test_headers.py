@@ -11,6 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.headers import (
     HOP_BY_HOP,
+    SPOOFABLE,
     connection_tokens,
     format_traceparent,
     forward_request_headers,
@@ -230,13 +231,14 @@ def test_forward_never_leaks_hop_or_credentials(pairs: list[tuple[str, str]], co
     out = fwd(incoming)
     names = [k.lower() for k, _ in out.items()]
     assert not set(names) & (HOP_BY_HOP | {"authorization", "x-api-key", "host", "content-length"})
-    own = {"x-forwarded-for", "via", "x-partner-id", "x-request-id", "traceparent", "x-forwarded-proto"}
+    own = {"x-forwarded-for", "via", "x-partner-id", "x-request-id", "traceparent", "x-forwarded-proto",
+           "forwarded", "x-real-ip"}
     assert not (set(names) & set(conn)) - own
     for name in own | {"x-forwarded-host"}:
         assert names.count(name) == 1
     # Every other header arrives, in order, with its value.
     dropped = HOP_BY_HOP | {"authorization", "x-api-key", "host", "content-length", "expect", "proxy"} | own
-    dropped |= {"x-forwarded-host"} | set(conn)
+    dropped |= {"x-forwarded-host"} | set(conn) | SPOOFABLE
     kept = [(k, v) for k, v in pairs if k not in dropped and not k.startswith("proxy-")]
     assert [(k, v) for k, v in out.items() if k.lower() not in own | {"x-forwarded-host"}] == kept
 
