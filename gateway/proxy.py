@@ -243,9 +243,10 @@ class _Call:
         self.error_source = exc.source
 
     def record(self, request: web.BaseRequest, duration_ns: int) -> CallRecord:
-        """The finished record.  Every value taken from the request goes through ``valid_text`` here, the
-        one place (the rest is ours: config names, hex ids, outcome codes); what was forwarded upstream is
-        left as it was."""
+        """The finished record.  Request text that can hold any bytes (path, artisan id, Host, User-Agent)
+        goes through ``valid_text`` here, the one place; the rest is ASCII already (the parser's method
+        token, the checked request id, the peer address) or ours (config names, hex ids, outcome codes).
+        What was forwarded upstream is left as it was."""
         headers = request.headers
         return CallRecord(
             self.start_ns,
@@ -253,7 +254,7 @@ class _Call:
             self.trace_id,
             self.span_id,
             self.parent_span_id,
-            valid_text(request.method),
+            request.method,
             self.route_template,
             self.route_name,
             valid_text(self.path),
@@ -269,11 +270,11 @@ class _Call:
             self.sync_lag_ms,
             self.sync_lag_invalid,
             valid_text(headers.get("Host", "")),
-            valid_text(request.remote or ""),
+            request.remote or "",
             valid_text(headers.get("User-Agent", "")),
             self.request_body_size,
             self.response_body_size,
-            valid_text(self.request_id),
+            self.request_id,
             request.scheme,
             self.upstream_status,
         )
@@ -356,8 +357,7 @@ class Proxy:
         self.sink.submit(
             CallRecord(
                 time_ns(), 0, trace_id, new_span_id(), "", "", "", "", "", status, code, "gateway",
-                "", "", "", "", 0, 0, None, False, "", valid_text(request.remote or ""), "", 0, 0,
-                valid_text(rid), "http", 0,
+                "", "", "", "", 0, 0, None, False, "", request.remote or "", "", 0, 0, rid, "http", 0,
             )
         )  # fmt: skip
 
