@@ -87,6 +87,10 @@ class UnsupportedEncoding(GatewayError):
     status, code, error_type = 415, "unsupported_content_encoding", "unsupported_content_encoding"
 
 
+class UnsupportedMediaType(GatewayError):
+    status, code, error_type = 415, "unsupported_media_type", "unsupported_media_type"
+
+
 class RateLimited(GatewayError):
     status, code, error_type = 429, "rate_limited", "rate_limited"
 

@@ -15,6 +15,10 @@ and that is what the upstream must act on.  The gateway then appends the client 
 peer), ``X-Real-IP``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``, ``X-Partner-Id``, ``X-Request-Id`` and
 ``traceparent`` (replacing anything the client sent, since the gateway is the edge that vouches for them).
 
+A CGI-style upstream reads ``X_Partner_Id`` as ``X-Partner-Id`` (both become ``HTTP_X_PARTNER_ID``), so a
+name spelt with underscores is dropped whenever its dashed spelling is: a client cannot restate the
+partner id, its address, a method override or a second credential that way.
+
 ``tracestate`` and all other headers pass through in order, repeated ones included.  A name repeated in
 different letter case is forwarded under the spelling of its first occurrence: aiohttp's client merges
 request headers by exact spelling, so ``X-Tag`` then ``x-tag`` would otherwise reach the upstream as the
@@ -126,7 +130,9 @@ def _rewrite(
     """One pass: the headers to keep, in order, and the values of the two list headers in ``collect``.
 
     Values of a collected header are dropped with it if the previous hop named it in ``Connection``.
-    ``one_spelling``: every occurrence of a name is kept under the spelling of its first one.
+    ``one_spelling`` (requests): every occurrence of a name is kept under the spelling of its first one,
+    and a name spelt with underscores is dropped when its dashed spelling would be (see the module
+    docstring); the underscore spelling is never collected into the gateway's own list headers.
     """
     hop = connection_tokens(headers)
     first, second = collect
@@ -136,6 +142,8 @@ def _rewrite(
     spelling: dict[str, str] = {}
     for name, value in headers.items():
         low = name.lower()
+        if one_spelling and "_" in low and _dropped(low.replace("_", "-"), drop, hop):
+            continue
         if low in drop or low.startswith("proxy-") or (hop and low in hop):
             if low == first and low not in hop:
                 a.append(value.strip())
@@ -146,6 +154,10 @@ def _rewrite(
             name = spelling.setdefault(low, name)
         kept.append((name, value))
     return kept, a, b
+
+
+def _dropped(low: str, drop: frozenset[str], hop: frozenset[str]) -> bool:
+    return low in drop or low.startswith("proxy-") or low in hop
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

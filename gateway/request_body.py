@@ -6,17 +6,43 @@ Only when a route must read the JSON body (artisan id, sync-lag time) does the g
 bounded by the route's ``max_body_size`` *after* decompression, so a small bomb cannot expand in memory.
 ``gzip`` (``x-gzip``), ``deflate`` (zlib-wrapped or raw) and ``identity`` are understood, in any stacked
 order; any other coding gets 415, since the gateway cannot check what it cannot read.
+
+Such a body must also be labelled as JSON (``application/json``, ``application/*+json``) or not at all:
+upstreams choose their parser by ``Content-Type``, and a form-encoded body that happens to parse as JSON
+would be checked as JSON and acted on as a form (415 ``unsupported_media_type``).
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
+
+from multidict import CIMultiDictProxy
 
 from gateway import errors
+from gateway.scoping import parse_json
 
 _GZIP = 16 + zlib.MAX_WBITS
 _ZLIB = zlib.MAX_WBITS
 _RAW_DEFLATE = -zlib.MAX_WBITS
+
+
+def json_document(headers: CIMultiDictProxy[str], body: bytes, limit: int) -> Any:
+    """The parsed JSON of a buffered request body (``scoping.INVALID`` if it is not JSON), read from a
+    decoded copy when the body is compressed; 415 when it is labelled as something other than JSON."""
+    ctype = headers.get("Content-Type")
+    if ctype is not None and not _is_json(ctype):
+        raise errors.UnsupportedMediaType(
+            f"request body Content-Type {ctype.strip()[:64]!r} is not JSON on this route "
+            "(the gateway reads its JSON body); send application/json"
+        )
+    codings = content_codings(headers.getall("Content-Encoding", ()))
+    return parse_json(decoded_copy(body, codings, limit) if codings else body)
+
+
+def _is_json(ctype: str) -> bool:
+    media = ctype.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def content_codings(values: list[str]) -> list[str]:

@@ -5,10 +5,14 @@ A request is refused before the upstream (400, ``gateway.errors.Ambiguous`` and 
 
 * the artisan id more than once: a repeated header in any letter case (aiohttp's multidict is
   case-insensitive, so ``getall`` sees every spelling) or under an underscore spelling (``X_Artisan_Id``,
-  which CGI-style upstreams read as the same header), a repeated query key (keys compared after percent
-  decoding, as the upstream decodes them), a JSON key repeated anywhere on the looked-up path (the object
-  holding it or any object above it); or an artisan id with leading or trailing whitespace (``" a1"`` would
-  be checked as ``a1`` but reach the upstream padded) -> ``ambiguous_artisan``;
+  which CGI-style upstreams read as the same header); a repeated query key, keys compared after percent
+  decoding and in every spelling some upstream framework reads as the same key (``;`` as a separator,
+  ``key[]``/``key[0]``, any letter case, padded with spaces; such a spelling alone is refused too, since
+  the gateway would not have checked it); a JSON key repeated anywhere on the looked-up path (the object
+  holding it or any object above it), keys compared without letter case as Go's encoding/json compares
+  them (which also takes a key in another case alone); or an artisan id with leading or trailing
+  whitespace (``" a1"`` would be checked as ``a1`` but reach the upstream padded) -> ``ambiguous_artisan``;
+  a numeric id beyond 2**53 - 1 (another number to double-precision readers) is not a usable id;
 * the sync-lag source time more than once (header or JSON key, as above) -> ``ambiguous_sync_lag``;
 * more than one credential: ``Authorization`` or ``X-Api-Key`` repeated, or both present unless they are
   ``Bearer K`` and ``K`` with the same key -> ``ambiguous_credentials``.  Checked before any key is looked
@@ -22,6 +26,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -31,6 +36,7 @@ from gateway.config import ArtisanLookup, SyncLagLookup
 from gateway.routing import RouteMatch
 
 MAX_ARTISAN_ID_LEN = 256
+MAX_SAFE_INTEGER = 2**53 - 1  # the largest integer every JSON reader (doubles included) reads exactly
 _NONE: frozenset[str] = frozenset()
 _WHERE = {"path": "path parameter", "header": "header", "query": "query parameter", "json": "JSON field"}
 
@@ -44,13 +50,14 @@ class Lookup:
     parts: tuple[str, ...]  # dotted JSON path split once
     required: bool
     underscore_name: str  # the header name as CGI would spell it (``x_artisan_id``), lower case
+    folded_name: str  # the name without letter case, as case-insensitive query readers compare it
 
     @classmethod
     def of(cls, spec: ArtisanLookup | SyncLagLookup) -> Lookup:
         low = spec.name.lower()
         return cls(
             spec.source, spec.name, tuple(spec.name.split(".")), getattr(spec, "required", True),
-            low.replace("-", "_"),
+            low.replace("-", "_"), spec.name.casefold(),
         )  # fmt: skip
 
 
@@ -67,12 +74,17 @@ class _Object(dict[str, Any]):
 
 def _object(pairs: list[tuple[str, Any]]) -> _Object:
     obj = _Object(pairs)
-    if len(obj) == len(pairs):
+    folded = [k.casefold() for k, _ in pairs]
+    if len(set(folded)) == len(pairs):
         obj.repeated = _NONE
-    else:
+    else:  # keys compared as case-insensitive readers compare them (``Artisan_Id`` is ``artisan_id``)
         seen: set[str] = set()
-        obj.repeated = frozenset(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        obj.repeated = frozenset(k for k in folded if k in seen or seen.add(k))  # type: ignore[func-returns-value]
     return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 class _Invalid:
@@ -83,12 +95,16 @@ INVALID = _Invalid()
 
 
 def parse_json(body: bytes) -> Any:
-    """The parsed body (objects remember repeated keys), or ``INVALID`` when it is not JSON."""
+    """The parsed body (objects remember repeated keys), or ``INVALID`` when it is not strict JSON.
+
+    Strict as RFC 8259 has it between systems: UTF-8 without a byte-order mark (``json.loads`` would
+    otherwise guess UTF-16 or skip the mark), no ``NaN``/``Infinity``, which an upstream may read otherwise.
+    """
     if not body:
         return INVALID
     try:
-        return json.loads(body, object_pairs_hook=_object)
-    except (ValueError, RecursionError):
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_object, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return INVALID
 
 
@@ -97,9 +113,14 @@ def json_field(doc: Any, parts: tuple[str, ...], ambiguous: type[errors.Ambiguou
     cur = doc
     for part in parts:
         if isinstance(cur, dict):
-            if part in getattr(cur, "repeated", _NONE):
-                raise ambiguous(f"JSON key {part!r} appears more than once")
-            cur = cur.get(part)
+            folded = part.casefold()
+            if folded in getattr(cur, "repeated", _NONE):
+                raise ambiguous(f"JSON key {part!r} appears more than once (letter case aside)")
+            if part not in cur:
+                if any(k.casefold() == folded for k in cur):
+                    raise ambiguous(f"JSON key {part!r} is sent in another letter case")
+                return None
+            cur = cur[part]
         elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
             cur = cur[int(part)]
         else:
@@ -129,10 +150,27 @@ def lookup_once(
         values = request.query.getall(lookup.name, ())
         if len(values) > 1:
             raise ambiguous(f"query parameter {lookup.name!r} is sent more than once")
+        if _query_spellings(request.raw_path.partition("?")[2], lookup) != len(values):
+            raise ambiguous(f"query parameter {lookup.name!r} is also sent in another spelling")
         return values[0] if values else None
     if doc is None or doc is INVALID:
         return None
     return json_field(doc, lookup.parts, ambiguous)
+
+
+def _query_spellings(raw_query: str, lookup: Lookup) -> int:
+    """How many query keys some upstream would read as ``lookup.name`` (see the module docstring)."""
+    folded = lookup.folded_name
+    if not raw_query or ("%" not in raw_query and folded not in raw_query.casefold()):
+        return 0  # the usual query: no escapes, and the name appears nowhere in it
+    count = 0
+    for item in raw_query.replace(";", "&").split("&"):
+        key = unquote_plus(item.partition("=")[0]).strip().casefold()
+        bracket = key.find("[")
+        if bracket >= 0:
+            key = key[:bracket].rstrip()
+        count += key == folded
+    return count
 
 
 def _underscore_spelling(headers: CIMultiDictProxy[str], lookup: Lookup) -> bool:
@@ -148,6 +186,8 @@ def artisan_value(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:  # a double-precision reader would see another number
+            return None
         value = str(value)
     if not isinstance(value, str):
         return None
