@@ -177,7 +177,8 @@ class Telemetry:
     # -- public API ----------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        """Records queued (cut or waiting), written, spooled, dropped and replayed since start."""
+        """Records queued (cut or waiting), written, spooled, dropped, replayed and dead-lettered (rejected
+        by the store for their content, see ``collectors.deadletter``) since start."""
         with self._lock:
             w = dict(self._writer_counters)
             local = dict(self._local)
@@ -187,6 +188,7 @@ class Telemetry:
             "spooled": w.get("spooled", 0) + local["spooled"],
             "dropped": w.get("dropped", 0) + local["dropped"],
             "replayed": w.get("replayed", 0),
+            "dead_lettered": w.get("dead_lettered", 0),
         }
 
     async def ready(self) -> bool:
@@ -200,8 +202,21 @@ class Telemetry:
         except (StoreError, TimeoutError):
             return False
 
+    async def unwritten(self) -> str | None:
+        """Why telemetry is not being written, or None: spooled records have waited longer than
+        ``telemetry.unwritten_alert_after`` with nothing reaching the store (an outage, or a store that
+        answers pings but takes no inserts)."""
+        status = await self.writer_status()
+        waited = float(status.get("unwritten_seconds", 0.0))
+        if waited <= self.config.unwritten_alert_after:
+            return None
+        why = f": {status['store_error']}" if status.get("store_error") else ""
+        return (f"telemetry not written for {waited:.0f} s: {status['spool_segments']} spooled batches "
+                f"waiting{why}")
+
     async def writer_status(self) -> dict[str, Any]:
-        """The writer's view: healthy, store_error, counters, spool_segments, spool_bytes, memory_records."""
+        """The writer's view: healthy, store_error, counters, spool_segments, spool_bytes, memory_records,
+        unwritten_seconds (how long spooled records have waited with nothing reaching the store)."""
         status = dict(await self.rpc("status", ()))
         with self._lock:  # so counters() is never behind a status the caller has already seen
             self._merge_counters(status["counters"])

@@ -10,7 +10,8 @@ Aggregation happens in the writer process, once per batch, never on the request 
 - ``http.server.active_requests`` and ``loomgate.circuit_breaker.state`` (gauges): the snapshot the gateway
   took when it cut the batch (circuit state 0 closed, 1 half-open, 2 open; attribute ``loomgate.upstream``).
 - ``loomgate.telemetry.records`` (sum, CUMULATIVE, monotonic) with ``loomgate.pipeline.outcome`` in
-  queued / written / spooled / dropped / replayed: the pipeline's own counters, written as a fresh snapshot
+  queued / written / spooled / dropped / replayed / dead_lettered (rejected by the store for their content,
+  kept in the dead-letter file): the pipeline's own counters, written as a fresh snapshot
   after each successful insert (never spooled: a later snapshot supersedes a missing one).
 
 Only low-cardinality attributes appear on metrics: partner and artisan ids live in span rows.
@@ -40,7 +41,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
 CIRCUIT_STATE_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
-PIPELINE_OUTCOMES: tuple[str, ...] = ("queued", "written", "spooled", "dropped", "replayed")
+PIPELINE_OUTCOMES: tuple[str, ...] = ("queued", "written", "spooled", "dropped", "replayed", "dead_lettered")
 _EXEMPLAR_COLUMNS = tuple(c for c in METRIC_GAUGE_COLUMNS if c.startswith("Exemplars."))
 
 

@@ -6,7 +6,26 @@ metric aggregates and OTLP spans are all derived from it later, in batches, off 
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple, Protocol
+
+# The text rule: every string in a record is valid Unicode that encodes to UTF-8.  Request bytes that are
+# not UTF-8 reach Python as lone surrogates (aiohttp decodes headers and the request line with
+# "surrogateescape", one U+DC80..U+DCFF per bad byte), and so do JSON "\ud800"-style escapes; a str
+# holds no surrogate pairs, so every surrogate code point in one is invalid.  Each is recorded as U+FFFD.
+REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: str) -> str:
+    """``value`` with every byte that was not UTF-8 (and every lone surrogate escape) as U+FFFD.
+
+    Called on each request-derived string as the record is built: ``isascii`` is a flag read in CPython,
+    so the common case costs one call and returns the same object.
+    """
+    if value.isascii():
+        return value
+    return _SURROGATE.sub(REPLACEMENT, value)
 
 
 class CallRecord(NamedTuple):

@@ -12,6 +12,9 @@ Failure handling (all in this process):
 - once an insert succeeds again, the spool is replayed oldest-first, one segment between live batches;
   every spooled batch keeps its id, so a replay the store already has is dropped by deduplication;
 - a batch that does not fit in the spool budget is dropped, counted and logged (one line per drop);
+- an insert rejected for the batch's content (not the store's availability) is no outage: the batch is
+  split to isolate the rejected records, the rest is stored, and those go to the dead-letter file
+  (``collectors.deadletter``); the same holds for a spooled segment, so replay never stalls behind one;
 - more than ``queue_max_records`` waiting in this process → the receiving thread spools the new batch itself,
   so a stalled store never grows memory.
 
@@ -21,8 +24,8 @@ gateway → writer: ``("init", WriterSettings)``; ``("batch", batch_id, cut_ns, 
 by ``n_chunks`` raw messages, each a pickled list of record tuples; ``("rpc", req_id, op, args)`` with op in
 query / command / insert / ping / status; ``("flush",)`` (insert held batches now); ``("close",)``.
 writer → gateway: ``("ready", ok, error, fatal)``; ``("ack", batch_id, outcome, counters)`` with outcome in
-written / spooled / dropped; ``("counters", counters)`` after a replay; ``("rpc", req_id, ok,
-result_or_error)``; ``("closed", counters)``.
+written (an isolated batch too) / spooled / dropped; ``("counters", counters)`` after a replay;
+``("rpc", req_id, ok, result_or_error)``; ``("closed", counters)``.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+from collectors.deadletter import DEAD_LETTER_FILE, DeadLetterFile, Isolation, is_content_error, isolate
 from collectors.metrics import MetricRows, batch_metric_rows, gauge_rows, pipeline_rows, project
 from collectors.record import CallRecord
 from collectors.rows import (
@@ -106,7 +111,12 @@ class Writer:
         self.healthy = False
         self.retry_at = 0.0
         self.backoff = settings.backoff_initial
-        self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "received": 0}
+        self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "dead_lettered": 0,
+                         "received": 0}
+        self.dead_letter = DeadLetterFile(Path(self.t.data_dir).resolve() / DEAD_LETTER_FILE,
+                                          self.t.dead_letter_max_bytes)
+        # Since when spooled records have waited with nothing reaching the store (monotonic; None: none wait)
+        self._unwritten_since: float | None = None
         self.gateway_pipeline: dict[str, int] = {}
         self._mem_records = 0
         self._lock = threading.Lock()  # counters, _mem_records and spool removal (writer threads)
@@ -291,11 +301,13 @@ class Writer:
             try:
                 self._write(batch)
             except Exception as exc:
-                self._fail(exc)
-                self._spool(batch, group)
-                return
+                if not (is_content_error(exc) and self._isolate(batch, exc)):
+                    self._fail(exc)
+                    self._spool(batch, group)
+                    return
+            else:
+                self._count("written", n)
             self._recovered()
-            self._count("written", n)
             for b in group:
                 self._ack(b, "written")
         finally:
@@ -344,6 +356,9 @@ class Writer:
             if n:
                 self._spool_record_bytes = max(1, (self.spool.bytes_used() - before) // n)
             self._count("spooled", n)
+            with self._lock:
+                if self._unwritten_since is None:
+                    self._unwritten_since = time.monotonic()
             outcome = "spooled"
         else:
             total = self._count("dropped", n)
@@ -363,12 +378,69 @@ class Writer:
         self.backoff = min(self.backoff * 2, self.s.backoff_max)
 
     def _recovered(self) -> None:
+        with self._lock:  # something reached the store: spooled records are moving again
+            if self._unwritten_since is not None:
+                self._unwritten_since = time.monotonic()
         if not self.healthy:
             log.warning("telemetry store reachable again; replaying the spool")
         self.healthy = True
         self.store_error = ""
         self.backoff = self.s.backoff_initial
         self.retry_at = 0.0
+
+    # -- content errors ------------------------------------------------------------------------------
+
+    def _isolate(self, batch: Batch, exc: BaseException) -> bool:
+        """Store what the store accepts of a content-rejected batch; the rest is dead-lettered.  False when
+        an availability error interrupted it (the caller then spools the batch as a whole)."""
+        done = self._isolation(batch, exc)
+        if done is None:
+            return False
+        self._settle(batch, done, replayed=False)
+        return True
+
+    def _isolation(self, batch: Batch, exc: BaseException) -> Isolation | None:
+        log.warning("telemetry batch %s rejected for its content (%s); isolating the rejected records",
+                    batch.batch_id, _one_line(exc))
+        try:
+            done = isolate(batch, exc, self._write)
+            self._insert_gauges(batch)
+        except Exception as again:  # an availability error mid-way: nothing counted yet
+            log.warning("isolating batch %s interrupted: %s", batch.batch_id, _one_line(again))
+            return None
+        return done
+
+    def _insert_gauges(self, batch: Batch) -> None:
+        """The gauge snapshots of a split batch, once (its parts carry none), under a token of their own."""
+        if not self.t.write_store or self.store is None:
+            return
+        rows = self._metric_rows(Batch(batch.batch_id, batch.cut_ns, [], batch.gauges), []).gauges
+        try:
+            self.store.insert(METRICS_GAUGE_TABLE, project(rows, METRIC_GAUGE_COLUMNS), METRIC_GAUGE_COLUMNS,
+                              insert_settings(batch.batch_id + "/gauges"))
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            log.error("gauge snapshots of batch %s rejected and skipped: %s", batch.batch_id, _one_line(exc))
+
+    def _settle(self, batch: Batch, done: Isolation, *, replayed: bool) -> None:
+        """Count an isolated batch: stored records as written, rejected ones as dead-lettered (or dropped
+        when the dead-letter file is full)."""
+        kept = self.dead_letter.append(batch.batch_id, done.dead) if done.dead else 0
+        lost = len(done.dead) - kept
+        with self._lock:
+            self.counters["written"] += done.stored
+            if replayed:
+                self.counters["replayed"] += done.stored
+            self.counters["dead_lettered"] += kept
+            self.counters["dropped"] += lost
+        if done.dead:
+            log.error("%d telemetry records rejected by the store for their content, %d stored; written to "
+                      "%s (first reason: %s)", len(done.dead), done.stored, self.dead_letter.path,
+                      done.dead[0].reason)
+        if lost:
+            log.error("dead-letter file %s full (budget %d bytes): dropped %d rejected records",
+                      self.dead_letter.path, self.dead_letter.max_bytes, lost)
 
     # -- replay --------------------------------------------------------------------------------------
 
@@ -393,16 +465,22 @@ class Writer:
             return
         except FileNotFoundError:
             return
+        done: Isolation | None = None
         try:
             self._write(batch)
         except Exception as exc:
-            self._fail(exc)
-            return
+            done = self._isolation(batch, exc) if is_content_error(exc) else None
+            if done is None:
+                self._fail(exc)
+                return
         n = len(batch.records)
         with self._lock:  # status() must never see the segment gone but its records not yet counted
             self.spool.remove(seg)
-            self.counters["written"] += n
-            self.counters["replayed"] += n
+            if done is None:
+                self.counters["written"] += n
+                self.counters["replayed"] += n
+        if done is not None:
+            self._settle(batch, done, replayed=True)
         self._recovered()
         self._send(("counters", self.snapshot()))
 
@@ -442,6 +520,7 @@ class Writer:
             "spooled": mine["spooled"] + gw.get("spooled", 0),
             "dropped": mine["dropped"] + gw.get("dropped", 0),
             "replayed": mine["replayed"],
+            "dead_lettered": mine["dead_lettered"],
         }
         rows = pipeline_rows(values, service_name=self.t.service_name, resource=self.resource,
                              start_ns=self.s.start_ns, time_ns=time.time_ns())
@@ -485,11 +564,24 @@ class Writer:
             segs = self.spool.segments()
             mem = self._mem_records
             counters = dict(self.counters)
+            unwritten = self._unwritten_for(bool(segs))
         return {
             "healthy": self.healthy, "store_error": self.store_error, "counters": counters,
             "spool_segments": len(segs), "spool_bytes": sum(s.size for s in segs),
-            "memory_records": mem,
+            "memory_records": mem, "unwritten_seconds": unwritten,
         }
+
+    def _unwritten_for(self, spooled: bool) -> float:
+        """Seconds spooled records have waited with nothing reaching the store since.  The spool may also
+        hold segments the gateway spilled, or a previous run left: the clock starts when first seen.
+        Caller holds the lock."""
+        if not spooled:
+            self._unwritten_since = None
+            return 0.0
+        now = time.monotonic()
+        if self._unwritten_since is None:
+            self._unwritten_since = now
+        return now - self._unwritten_since
 
     # -- sending -------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway import admin_kpi, admin_sla, errors
+from gateway.admin_telemetry import telemetry_unwritten
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
 from gateway.config import Config
@@ -154,9 +155,11 @@ async def _tcp_check(host: str, port: int, timeout: float) -> str | None:
 async def _telemetry_check(services: Services) -> str | None:
     try:
         ok = await asyncio.wait_for(services.telemetry.ready(), READY_CHECK_TIMEOUT)
+        if not ok:
+            return "telemetry store unreachable"
+        return await asyncio.wait_for(telemetry_unwritten(services), READY_CHECK_TIMEOUT)
     except Exception as exc:
         return f"telemetry check failed: {type(exc).__name__}"
-    return None if ok else "telemetry store unreachable"
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from collectors import maintenance
 from collectors import sla as slamod
 from collectors.store import AsyncStore
 from gateway import charts, errors
+from gateway.admin_telemetry import telemetry_unwritten, unwritten_banner
 from gateway.appkeys import SERVICES_KEY
 from gateway.config import Config, Sla
 from gateway.headers import request_id
@@ -190,7 +191,8 @@ async def build_status(store: AsyncStore, config: Config, services: Any, window:
             "upstream": upstream, "route": sla.route or ""})
         cards.append(_card(sla, row, states.get(upstream, {}), daily.dicts(), series.dicts(), day0,
                            (now - window, now)))
-    return _page(config, report, states, cards, incidents, window, now)
+    banner = unwritten_banner(await telemetry_unwritten(services))
+    return _page(config, report, states, cards, incidents, window, now, banner)
 
 
 def _day_start(t: float) -> float:
@@ -396,7 +398,8 @@ def _summary(report: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping[s
 
 
 def _page(config: Config, report: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping[str, Any]],
-          cards: Sequence[str], incidents: Sequence[Mapping[str, Any]], window: float, now: float) -> str:
+          cards: Sequence[str], incidents: Sequence[Mapping[str, Any]], window: float, now: float,
+          banner: str = "") -> str:
     open_n = sum(1 for i in incidents if i["open"])
     updated = _when(_iso(now))
     return f"""<!doctype html>
@@ -409,7 +412,7 @@ def _page(config: Config, report: Sequence[Mapping[str, Any]], states: Mapping[s
 <main>
 <div class="top"><h1>Loomgate status</h1>
 <span class="meta">window {escape(slamod.format_duration(window))} · updated {updated}</span></div>
-{_summary(report, states)}
+{banner}{_summary(report, states)}
 {"".join(cards)}
 <section class="panel"><h2>Incidents <span class="count" data-role="open-incidents">{open_n} open</span></h2>
 {_incidents_html(incidents)}</section>

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from collectors.record import CallRecord
+from collectors.record import CallRecord, valid_text
 from gateway import errors
 
 
@@ -80,6 +80,10 @@ class Call:
         self.error_source = exc.source
 
     def record(self, request: web.BaseRequest, duration_ns: int) -> CallRecord:
+        """The finished record.  Request text that can hold any bytes (path, artisan id, Host, User-Agent)
+        goes through ``valid_text`` here, the one place; the rest is ASCII already (the parser's method
+        token, the checked request id, the peer address) or ours (config names, hex ids, outcome codes).
+        What was forwarded upstream is left as it was."""
         headers = request.headers
         return CallRecord(
             self.start_ns,
@@ -90,21 +94,21 @@ class Call:
             request.method,
             self.route_template,
             self.route_name,
-            self.path,
+            valid_text(self.path),
             self.status,
             self.error_type,
             self.error_source,
             self.partner_id,
-            self.artisan_id,
+            valid_text(self.artisan_id),
             self.upstream,
             self.client_span_id,
             self.upstream_start_ns,
             self.upstream_duration_ns,
             self.sync_lag_ms,
             self.sync_lag_invalid,
-            headers.get("Host", ""),
+            valid_text(headers.get("Host", "")),
             request.remote or "",
-            headers.get("User-Agent", ""),
+            valid_text(headers.get("User-Agent", "")),
             self.request_body_size,
             self.response_body_size,
             self.request_id,

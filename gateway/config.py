@@ -142,6 +142,11 @@ class TelemetryConfig:
     otlp: OtlpConfig | None = None
     write_store: bool = True  # False: OTLP only
     sync_lag_max_skew: float = 2.0  # a source time further in the future is invalid, not negative lag
+    # Records the store rejects for their content go to <data_dir>/deadletter.jsonl, up to this size.
+    dead_letter_max_bytes: int = 64 << 20
+    # /readyz and the status page report telemetry as not written once spooled records have waited this
+    # long (seconds) with nothing reaching the store.
+    unwritten_alert_after: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1161,6 +1161,8 @@ def _telemetry(ctx: _Ctx, node: Node | None, path: str) -> TelemetryConfig:
         "otlp",
         "write_store",
         "sync_lag_max_skew",
+        "dead_letter_max_bytes",
+        "unwritten_alert_after",
     )
     m = _mapping(ctx, node, path, keys) if node is not None else {}
     if m is None:
@@ -1186,6 +1188,9 @@ def _telemetry(ctx: _Ctx, node: Node | None, path: str) -> TelemetryConfig:
         sync_lag_max_skew=_get(
             ctx, m, path, "sync_lag_max_skew", _duration(allow_zero=True), d.sync_lag_max_skew
         ),
+        dead_letter_max_bytes=_get(ctx, m, path, "dead_letter_max_bytes", _size, d.dead_letter_max_bytes),
+        unwritten_alert_after=_get(ctx, m, path, "unwritten_alert_after", _duration(),
+                                   d.unwritten_alert_after),
     )
     if t.enabled and not t.write_store and t.otlp is None and "write_store" in m:
         ctx.error(

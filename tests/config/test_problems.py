@@ -96,6 +96,14 @@ def test_zero_duration_where_allowed(case: Any) -> None:
     assert config.telemetry.sync_lag_max_skew == 0.0
 
 
+def test_unwritten_alert_after_and_dead_letter_bound_must_be_positive(case: Any) -> None:
+    text = case.doc(tail="telemetry: {unwritten_alert_after: 0s, dead_letter_max_bytes: none}\n")
+    assert case.problems(text) == [
+        case.at("telemetry:", "telemetry.dead_letter_max_bytes: bad size 'none' (use e.g. 512KiB, 1MiB, 10MB or a number of bytes)"),
+        case.at("telemetry:", "telemetry.unwritten_alert_after: must be greater than 0, got 0s"),
+    ]
+
+
 def test_timeouts_longer_than_total(case: Any) -> None:
     text = case.doc(upstreams="  - name: x\n    url: http://h\n    timeouts: {connect: 1m, total: 30s}\n")
     assert case.problems(text) == [

@@ -156,6 +156,8 @@ def test_full_file_loads_to_exact_objects(monkeypatch: pytest.MonkeyPatch, tmp_p
             ),
             write_store=False,
             sync_lag_max_skew=0.0,
+            dead_letter_max_bytes=2 << 20,
+            unwritten_alert_after=90.0,
         ),
         slas=(
             Sla(

@@ -118,7 +118,7 @@ def test_metric_rows_fit_the_collector_columns(kit: SimpleNamespace) -> None:
     pipe = pipeline_rows({"queued": 5, "written": 3, "dropped": 2}, service_name="svc", resource={},
                          start_ns=10**18, time_ns=10**18 + 5)
     assert {p["Attributes"]["loomgate.pipeline.outcome"]: p["Value"] for p in pipe} == {
-        "queued": 5.0, "written": 3.0, "spooled": 0.0, "dropped": 2.0, "replayed": 0.0}
+        "queued": 5.0, "written": 3.0, "spooled": 0.0, "dropped": 2.0, "replayed": 0.0, "dead_lettered": 0.0}
     assert all(p["IsMonotonic"] and p["AggregationTemporality"] == 2 for p in pipe)
     # every column of the Collector tables is produced (project raises KeyError otherwise)
     assert len(project(gauges, METRIC_GAUGE_COLUMNS)[0]) == len(METRIC_GAUGE_COLUMNS)
