@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
+# ``method`` of a request whose method is not known (the HTTP parser rejected it): the HTTP semantic
+# conventions' value for http.request.method; such spans are named ``HTTP``.
+OTHER_METHOD = "_OTHER"
+
 
 class CallRecord(NamedTuple):
     start_ns: int  # wall clock, epoch nanoseconds, when the request arrived

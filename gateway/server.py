@@ -21,6 +21,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from time import monotonic_ns
 from typing import Any
 
 from aiohttp import web
@@ -43,14 +44,29 @@ _LISTEN_BACKLOG = 2048
 _DRAIN_POLL = 0.02
 _CANCEL_GRACE = 0.05
 
-ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str], None]
+# (request, status, error code, request id, ns from the request's first byte to the error response)
+ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str, int], None]
 
 
 # ------------------------------------------------------------------------- JSON for unparseable requests
 
 
 class _JsonErrorRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering requests it cannot parse with the gateway's JSON error."""
+    """aiohttp's connection handler, answering requests it cannot parse with the gateway's JSON error.
+
+    A rejected request's duration runs from the first byte received while the connection waited for a
+    request (aiohttp exposes no parser start time; a connection's waiter is new for each request) to the
+    error response, so a slow, oversized header block is recorded with the time it took.
+    """
+
+    _parse_waiter: object = None
+    _parse_start_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is not None and waiter is not self._parse_waiter:
+            self._parse_waiter, self._parse_start_ns = waiter, monotonic_ns()
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -83,7 +99,8 @@ class _JsonErrorRequestHandler(RequestHandler):
         resp.force_close()
         hook: ProtocolErrorHook | None = getattr(self._manager, "on_protocol_error", None)
         if hook is not None and 400 <= status < 500:
-            hook(request, status, code, rid)
+            start = self._parse_start_ns
+            hook(request, status, code, rid, monotonic_ns() - start if start else 0)
         return resp
 
 
