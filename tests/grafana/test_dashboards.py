@@ -202,3 +202,15 @@ def test_every_panel_returns_rows_from_a_demo_store(demo_store: Path) -> None:
     failures = {f"{p.dashboard}: {p.title}": r for p, r in zip(panels, results, strict=True)
                 if r.get("error") or r["rows"] == 0}
     assert not failures, json.dumps(failures, indent=1)
+
+
+def test_readme_datasource_block_matches_the_provisioned_one() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (doc,) = [yaml.safe_load(b) for b in blocks if "grafana-clickhouse-datasource" in b]
+    (ds,) = doc["datasources"]
+    provisioned = _datasource()
+    assert (ds["uid"], ds["type"]) == (provisioned["uid"], provisioned["type"])
+    for key in ("port", "protocol", "defaultDatabase"):
+        assert ds["jsonData"][key] == provisioned["jsonData"][key], key
+    for key in ("defaultDatabase", "defaultTable", "otelEnabled"):
+        assert ds["jsonData"]["traces"][key] == provisioned["jsonData"]["traces"][key], key

@@ -3,6 +3,7 @@ exposition parsed with prometheus_client's parser, and every value checked again
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -10,12 +11,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import pytest
+import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from collectors.metrics import DURATION_BUCKETS
 from gateway.config import HealthCheck
+from gateway.config_loader import load_config
 from gateway.testing import (
     ACME_KEY,
     ADMIN_TOKEN,
@@ -148,3 +152,18 @@ async def test_metrics_scrape_matches_the_requests_made(
             "Accept": "application/openmetrics-text; version=1.0.0"}) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("application/openmetrics-text")
         assert (await r.text()).rstrip().endswith("# EOF")
+
+
+def test_readme_scrape_job_targets_the_compose_gateways_admin_listener(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), re.S)
+    (job,) = [yaml.safe_load(b)["scrape_configs"][0] for b in blocks if "scrape_configs" in b]
+    monkeypatch.setenv("CLICKHOUSE_USER", "u")
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "p")
+    config = load_config(root / "config" / "docker-gateway.yaml")
+    services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
+    host, port = job["static_configs"][0]["targets"][0].rsplit(":", 1)
+    assert host in services and int(port) == config.admin_listener.port
+    assert job["metrics_path"] == "/metrics" and job["authorization"]["type"] == "Bearer"
+    assert "credentials_file" in job["authorization"]  # the token stays out of the scrape config
