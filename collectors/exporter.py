@@ -379,9 +379,7 @@ class Telemetry:
     def _send_batch(self, conn: Connection, pend: _Pending) -> None:
         recs = pend.records or []  # a batch is sent once, before anything swaps its records out
         chunks = range(0, len(recs), CHUNK_RECORDS)
-        if self._claim_observation(pend):
-            for i in chunks:  # a chunk at a time, like the encoding below: short GIL holds
-                self.request_stats.observe(recs[i:i + CHUNK_RECORDS])
+        self._observe(pend, recs)
         header = ("batch", pend.batch_id, pend.cut_ns, pend.gauges, len(chunks))
         conn.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
         encoded: list[bytes] = []
@@ -487,17 +485,23 @@ class Telemetry:
                 with self._lock:
                     self._spilling -= 1
 
-    def _claim_observation(self, pend: _Pending) -> bool:
+    def _observe(self, pend: _Pending, records: Sequence[Sequence[Any]]) -> None:
+        """Fold a batch into ``request_stats`` once (a batch sent, then spilled, is the same batch)."""
         with self._lock:
             first, pend.observed = not pend.observed, True
-        return first
+        if not first:
+            return
+        try:
+            for i in range(0, len(records), CHUNK_RECORDS):  # short GIL holds, like the encoding
+                self.request_stats.observe(records[i:i + CHUNK_RECORDS])
+        except Exception:  # statistics must never cost a record
+            log.exception("request statistics failed for batch %s", pend.batch_id)
 
     def _spill(self, pend: _Pending) -> None:
         n = pend.n
         try:
             batch = pend.to_batch(self._lock)
-            if self._claim_observation(pend):
-                self.request_stats.observe(batch.rows)
+            self._observe(pend, batch.records)
             ok = self.spool.append(batch)
         except OSError as exc:
             log.error("telemetry spool write failed: %s", exc)

@@ -256,6 +256,8 @@ async def test_writer_crash_spills_on_gateway_side(tmp_path: Path, kit: SimpleNa
     assert await tel.flush()
     c = tel.counters()
     assert c["spooled"] == 300 and c["dropped"] == 0
+    # /metrics' request series count every record once: 200 sent to the writer, 300 spooled by the gateway
+    assert sum(series.count for series in tel.request_stats.snapshot().values()) == 500
     await tel.close()
 
     tel2 = await start_telemetry(cfg, **FAST)
