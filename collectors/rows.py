@@ -18,12 +18,13 @@ by their ordered pairs (queries/schema/007_sorted_attribute_maps.sql).  A reques
 
 Two builders, one definition.  :func:`insert_calls` is how every writer (the live exporter's writer process
 and the data generator) stores calls: it sends the records as flat columns to ``loomgate_calls_ingest`` and
-the materialized views of queries/schema/005_loomgate_calls_ingest.sql build the span rows inside
-ClickHouse, which costs a fraction of building and serialising Map columns in Python.  :func:`span_rows`
-builds the same rows in Python for the OTLP exporter and for tests; tests/telemetry_schema/test_ingest.py
-checks that both produce identical rows (values, attribute order, float formatting) for a mixed set of
-records.  Batches are inserted with :func:`insert_settings` so a replayed batch is deduplicated in
-``otel_traces`` and in every materialized view fed by it (see queries/schema/001_otel_traces.sql).
+the materialized views of queries/schema/005_loomgate_calls_ingest.sql (as 007 recreates them) build the
+span rows inside ClickHouse, which costs a fraction of building and serialising Map columns in Python.
+:func:`span_rows` builds the same rows in Python for the OTLP exporter and for tests;
+tests/telemetry_schema/test_ingest.py checks that both produce identical rows (values, attribute order,
+float formatting) for a mixed set of records.  Batches are inserted with :func:`insert_settings` so a
+replayed batch is deduplicated in ``otel_traces`` and in every materialized view fed by it (see
+queries/schema/001_otel_traces.sql).
 
 The metric column tuples below are the single definition of the Collector's metric insert columns.
 """
