@@ -20,6 +20,10 @@ the records not yet cut (≤ ``batch_window``) plus unacknowledged batches.
 The writer (``collectors.writer``) owns the store, so ``Telemetry.store`` is an ``AsyncStore`` whose calls
 are RPCs to it: this is what makes an embedded chDB store usable from the gateway process.
 
+Request statistics: ``Telemetry.request_stats`` (``collectors.request_stats``) folds every cut batch once,
+on the sender thread before the batch is sent, or on the spill thread when it goes straight to the spool;
+``/metrics`` reads it at scrape time.  The proxy does no extra work per request.
+
 Gauges: set ``Telemetry.gauges_provider`` to a callable returning
 ``{"active_requests": int, "circuit_states": {upstream_name: "closed" | "half_open" | "open"}}``; it is called
 on the event loop each time a batch is cut (at least once per ``batch_window`` while it is set).
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.record import CallRecord
+from collectors.request_stats import RequestStats
 from collectors.spool import Batch, Spool
 from collectors.store import QueryResult, StoreError
 from collectors.wire import decode_chunks, encode_chunk
@@ -72,13 +77,14 @@ class _Pending:
     out, so a backlog of unacknowledged batches is compact bytes the garbage collector never walks.
     """
 
-    __slots__ = ("batch_id", "cut_ns", "gauges", "n", "records", "wire")
+    __slots__ = ("batch_id", "cut_ns", "gauges", "n", "observed", "records", "wire")
 
     def __init__(self, batch_id: str, cut_ns: int, gauges: dict[str, Any], records: list[CallRecord]) -> None:
         self.batch_id = batch_id
         self.cut_ns = cut_ns
         self.gauges = gauges
         self.n = len(records)
+        self.observed = False  # folded into RequestStats (a batch sent, then spilled, counts once)
         self.records: list[CallRecord] | None = records
         self.wire: list[bytes] | None = None
 
@@ -149,6 +155,7 @@ class Telemetry:
         self.sink = BatchingSink(max(1, tcfg.batch_size), self._cut)
         self.store: WriterStore | None = WriterStore(self) if tcfg.write_store else None
         self.gauges_provider: GaugesProvider | None = None
+        self.request_stats = RequestStats()
         self.spool = spool
         self.writer_pid = 0
         self.start_error = ""
@@ -387,6 +394,7 @@ class Telemetry:
     def _send_batch(self, conn: Connection, pend: _Pending) -> None:
         recs = pend.records or []  # a batch is sent once, before anything swaps its records out
         chunks = range(0, len(recs), CHUNK_RECORDS)
+        self._observe(pend, recs)
         header = ("batch", pend.batch_id, pend.cut_ns, pend.gauges, len(chunks))
         conn.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
         encoded: list[bytes] = []
@@ -492,10 +500,24 @@ class Telemetry:
                 with self._lock:
                     self._spilling -= 1
 
+    def _observe(self, pend: _Pending, records: Sequence[Sequence[Any]]) -> None:
+        """Fold a batch into ``request_stats`` once (a batch sent, then spilled, is the same batch)."""
+        with self._lock:
+            first, pend.observed = not pend.observed, True
+        if not first:
+            return
+        try:
+            for i in range(0, len(records), CHUNK_RECORDS):  # short GIL holds, like the encoding
+                self.request_stats.observe(records[i:i + CHUNK_RECORDS])
+        except Exception:  # statistics must never cost a record
+            log.exception("request statistics failed for batch %s", pend.batch_id)
+
     def _spill(self, pend: _Pending) -> None:
         n = pend.n
         try:
-            ok = self.spool.append(pend.to_batch(self._lock))
+            batch = pend.to_batch(self._lock)
+            self._observe(pend, batch.records)
+            ok = self.spool.append(batch)
         except OSError as exc:
             log.error("telemetry spool write failed: %s", exc)
             ok = False

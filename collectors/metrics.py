@@ -69,11 +69,14 @@ def status_class(status: int) -> str:
 
 def _base(resource: Mapping[str, str], service_name: str, name: str, description: str, unit: str,
           attrs: dict[str, str], start_ns: int, time_ns: int, scope_version: str) -> dict[str, Any]:
+    # Maps sorted by key, as the Collector's exporter writes them (ClickHouse groups maps by ordered pairs).
     row: dict[str, Any] = {
-        "ResourceAttributes": dict(resource), "ResourceSchemaUrl": "", "ScopeName": SCOPE_NAME,
+        "ResourceAttributes": dict(sorted(resource.items())), "ResourceSchemaUrl": "",
+        "ScopeName": SCOPE_NAME,
         "ScopeVersion": scope_version, "ScopeAttributes": {}, "ScopeDroppedAttrCount": 0,
         "ScopeSchemaUrl": "", "ServiceName": service_name, "MetricName": name,
-        "MetricDescription": description, "MetricUnit": unit, "Attributes": attrs,
+        "MetricDescription": description, "MetricUnit": unit,
+        "Attributes": dict(sorted(attrs.items())),
         "StartTimeUnix": _utc(start_ns), "TimeUnix": _utc(time_ns), "Flags": 0,
     }
     for c in _EXEMPLAR_COLUMNS:

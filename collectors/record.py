@@ -27,6 +27,10 @@ def valid_text(value: str) -> str:
         return value
     return _SURROGATE.sub(REPLACEMENT, value)
 
+# ``method`` of a request whose method is not known (the HTTP parser rejected it): the HTTP semantic
+# conventions' value for http.request.method; such spans are named ``HTTP``.
+OTHER_METHOD = "_OTHER"
+
 
 class CallRecord(NamedTuple):
     start_ns: int  # wall clock, epoch nanoseconds, when the request arrived

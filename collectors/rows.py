@@ -11,16 +11,20 @@ Collector's clickhouseexporter would write for the same spans:
   connection was lost with an error), 4xx stays ``Unset``; a CLIENT span is ``Error`` on 4xx/5xx or when
   no response arrived.
 
-Attributes whose value would be empty are left out (ClickHouse reads a missing key as ``''``).
+Attributes whose value would be empty are left out (ClickHouse reads a missing key as ``''``).  Attribute
+maps are sorted by key, as the Collector's exporter writes them: ClickHouse compares and groups Map values
+by their ordered pairs (queries/schema/007_sorted_attribute_maps.sql).  A request whose method is unknown
+(``_OTHER``: the HTTP parser rejected it) is named ``HTTP``, as the HTTP semantic conventions name it.
 
 Two builders, one definition.  :func:`insert_calls` is how every writer (the live exporter's writer process
 and the data generator) stores calls: it sends the records as flat columns to ``loomgate_calls_ingest`` and
-the materialized views of queries/schema/005_loomgate_calls_ingest.sql build the span rows inside
-ClickHouse, which costs a fraction of building and serialising Map columns in Python.  :func:`span_rows`
-builds the same rows in Python for the OTLP exporter and for tests; tests/telemetry_schema/test_ingest.py
-checks that both produce identical rows (values, attribute order, float formatting) for a mixed set of
-records.  Batches are inserted with :func:`insert_settings` so a replayed batch is deduplicated in
-``otel_traces`` and in every materialized view fed by it (see queries/schema/001_otel_traces.sql).
+the materialized views of queries/schema/005_loomgate_calls_ingest.sql (as 007 recreates them) build the
+span rows inside ClickHouse, which costs a fraction of building and serialising Map columns in Python.
+:func:`span_rows` builds the same rows in Python for the OTLP exporter and for tests;
+tests/telemetry_schema/test_ingest.py checks that both produce identical rows (values, attribute order,
+float formatting) for a mixed set of records.  Batches are inserted with :func:`insert_settings` so a
+replayed batch is deduplicated in ``otel_traces`` and in every materialized view fed by it (see
+queries/schema/001_otel_traces.sql).
 
 The metric column tuples below are the single definition of the Collector's metric insert columns.
 """
@@ -31,7 +35,7 @@ import gc
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from collectors.record import CallRecord
+from collectors.record import OTHER_METHOD, CallRecord
 from gateway import __version__
 
 if TYPE_CHECKING:
@@ -163,7 +167,7 @@ def insert_calls(store: Store, records: Sequence[tuple[Any, ...]], *, service_na
         return 0
     n = len(records)
     res = dict(resource)
-    res.setdefault("service.name", service_name)
+    res.setdefault("service.name", service_name)  # the view sorts it (mapSort)
     fields = list(zip(*records, strict=True))  # transposed in C: no per-record Python work
     if len(fields) != len(CallRecord._fields):
         raise ValueError(f"records have {len(fields)} fields, CallRecord has {len(CallRecord._fields)}")
@@ -206,6 +210,7 @@ def _build(records: Iterable[CallRecord], service_name: str, resource: Mapping[s
            addrs: Mapping[str, str]) -> list[tuple[Any, ...]]:
     res = dict(resource)
     res.setdefault("service.name", service_name)
+    res = dict(sorted(res.items()))
     out: list[tuple[Any, ...]] = []
     append = out.append
     scope, version = SCOPE_NAME, SCOPE_VERSION
@@ -224,11 +229,10 @@ def _build(records: Iterable[CallRecord], service_name: str, resource: Mapping[s
             "http.response.body.size": str(response_body_size),
             "loomgate.request_id": request_id,
         }
+        name = "HTTP" if method == OTHER_METHOD else method
         if route_template:
             attrs["http.route"] = route_template
-            name = method + " " + route_template
-        else:
-            name = method
+            name = name + " " + route_template
         if status:
             attrs["http.response.status_code"] = str(status)
         if error_type:
@@ -259,7 +263,8 @@ def _build(records: Iterable[CallRecord], service_name: str, resource: Mapping[s
             attrs["loomgate.upstream_duration_ms"] = str(upstream_duration_ns / 1e6)
         failed = status >= 500 or (status == 0 and bool(error_type))
         append((start_ns, trace_id, span_id, parent_span_id, "", name, server, service_name, res, scope,
-                version, attrs, duration_ns, error if failed else unset, error_type if failed else "",
+                version, dict(sorted(attrs.items())), duration_ns, error if failed else unset,
+                error_type if failed else "",
                 none, none, none, none, none, none, none))
         if upstream_span_id:
             append(_client_row(r, service_name, res, addrs.get(upstream, "")))
@@ -287,6 +292,7 @@ def _client_row(r: CallRecord, service_name: str, res: dict[str, str], address: 
         attrs["error.type"] = str(r.upstream_status)
     failed = upstream_failed or r.upstream_status >= 400 or r.upstream_status == 0
     message = r.error_type if upstream_failed else ""
-    return (r.upstream_start_ns, r.trace_id, r.upstream_span_id, r.span_id, "", r.method, KIND_CLIENT,
-            service_name, res, SCOPE_NAME, SCOPE_VERSION, attrs, r.upstream_duration_ns,
-            STATUS_ERROR if failed else STATUS_UNSET, message, *_EMPTY_NESTED)
+    name = "HTTP" if r.method == OTHER_METHOD else r.method
+    return (r.upstream_start_ns, r.trace_id, r.upstream_span_id, r.span_id, "", name, KIND_CLIENT,
+            service_name, res, SCOPE_NAME, SCOPE_VERSION, dict(sorted(attrs.items())),
+            r.upstream_duration_ns, STATUS_ERROR if failed else STATUS_UNSET, message, *_EMPTY_NESTED)

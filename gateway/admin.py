@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from gateway import admin_kpi, admin_sla, errors
+from gateway import admin_kpi, admin_metrics, admin_sla, errors
 from gateway.admin_telemetry import telemetry_unwritten
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
@@ -351,4 +351,5 @@ def build_admin_app(config: Config, services: Services, partner_app: web.Applica
     app.router.add_get("/", index)
     admin_sla.setup(app)
     admin_kpi.setup(app)
+    admin_metrics.setup(app)
     return app

@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from time import monotonic_ns
 from typing import Any
 
 from aiohttp import web
@@ -38,7 +39,8 @@ from gateway.quietlog import RepeatLimiter
 
 log = logging.getLogger("loomgate.listener")
 
-ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str], None]
+# (request, status, error code, request id, ns from the request's first byte to the error response)
+ProtocolErrorHook = Callable[[web.BaseRequest, int, str, str, int], None]
 
 _REASONS = {408: "Request Timeout", 503: "Service Unavailable"}
 
@@ -98,6 +100,10 @@ class GuardedRequestHandler(RequestHandler):
         self._body: StreamReader | None = None  # the body being waited for, while a request runs
         self._body_seen = 0.0
         self._body_timer: asyncio.TimerHandle | None = None
+        # A rejected request's duration runs from the first byte received while the connection waited for
+        # a request (aiohttp exposes no parser start time; a connection's waiter is new for each request).
+        self._parse_waiter: object = None
+        self._parse_start_ns = 0
 
     # ------------------------------------------------------------------------------- header timeout
 
@@ -114,6 +120,9 @@ class GuardedRequestHandler(RequestHandler):
             self._header_timer = None
 
     def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is not None and waiter is not self._parse_waiter:
+            self._parse_waiter, self._parse_start_ns = waiter, monotonic_ns()
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:  # a complete request head
@@ -230,7 +239,8 @@ class GuardedRequestHandler(RequestHandler):
         )
         resp.force_close()
         if self._hook is not None and 400 <= status < 500 and not isinstance(exc, errors.GatewayError):
-            self._hook(request, status, code, rid)
+            start = self._parse_start_ns
+            self._hook(request, status, code, rid, monotonic_ns() - start if start else 0)
         return resp
 
 

@@ -63,7 +63,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.streams import StreamReader
 
-from collectors.record import CallRecord, RecordSink
+from collectors.record import OTHER_METHOD, CallRecord, RecordSink
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
 from gateway.call_limits import LimitClock
@@ -165,14 +165,21 @@ class Proxy:
             self.inflight -= 1
             self.sink.submit(c.record(request, monotonic_ns() - t0))
 
-    def record_protocol_error(self, request: web.BaseRequest, status: int, code: str, rid: str) -> None:
-        """The call record of a request the HTTP parser rejected (it never reached ``handle``)."""
+    def record_protocol_error(
+        self, request: web.BaseRequest, status: int, code: str, rid: str, duration_ns: int
+    ) -> None:
+        """The call record of a request the HTTP parser rejected (it never reached ``handle``).
+
+        Its method is unknown: ``_OTHER``, which the span rows name ``HTTP`` (HTTP semantic conventions).
+        ``duration_ns`` runs from the first byte of the request to the error response (gateway.server).
+        """
         self.requests_total += 1
         trace_id = new_trace_id()
         self.sink.submit(
             CallRecord(
-                time_ns(), 0, trace_id, new_span_id(), "", "", "", "", "", status, code, "gateway",
-                "", "", "", "", 0, 0, None, False, "", request.remote or "", "", 0, 0, rid, "http", 0,
+                time_ns() - duration_ns, duration_ns, trace_id, new_span_id(), "", OTHER_METHOD, "", "", "",
+                status, code, "gateway", "", "", "", "", 0, 0, None, False, "", request.remote or "", "", 0,
+                0, rid, "http", 0,
             )
         )  # fmt: skip
 

@@ -257,6 +257,8 @@ async def test_writer_crash_spills_on_gateway_side(tmp_path: Path, kit: SimpleNa
     assert await tel.flush()
     c = tel.counters()
     assert c["spooled"] == 300 and c["dropped"] == 0
+    # /metrics' request series count every record once: 200 sent to the writer, 300 spooled by the gateway
+    assert sum(series.count for series in tel.request_stats.snapshot().values()) == 500
     await tel.close()
 
     tel2 = await start_telemetry(cfg, **FAST)
@@ -265,6 +267,30 @@ async def test_writer_crash_spills_on_gateway_side(tmp_path: Path, kit: SimpleNa
         assert await kit.count(tel2, SERVER_ROWS) == 500
     finally:
         await tel2.close()
+
+
+async def test_batches_sent_then_spilled_are_counted_once_for_metrics(tmp_path: Path,
+                                                                      kit: SimpleNamespace) -> None:
+    """A batch the writer received but never acknowledged is spilled by the gateway when the writer dies:
+    /metrics' request series must not count it twice."""
+    recs = kit.make_records(120, seed=23)
+    tel = await start_telemetry(kit.make_config(tmp_path), **FAST)
+    pid = tel.writer_pid
+    os.kill(pid, signal.SIGSTOP)  # the writer reads nothing more and acknowledges nothing
+    try:
+        await submit_steadily(tel, recs, 40)
+        tel._cut()
+        total = lambda: sum(s.count for s in tel.request_stats.snapshot().values())  # noqa: E731
+        await kit.wait_for(lambda: total() == len(recs), what="every batch sent to the stopped writer")
+        assert tel.counters()["spooled"] == 0
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGCONT)
+    await kit.wait_for(lambda: not tel._alive, what="writer loss detected")
+    assert await tel.flush()
+    assert tel.counters()["spooled"] == len(recs)  # every batch went through the spill path too
+    assert total() == len(recs)
+    await tel.close()
 
 
 async def test_store_rpc_reports_errors_and_runs_parameterised_queries(tmp_path: Path,
