@@ -5,6 +5,8 @@ Pipeline (each step may end the request with a JSON error from ``gateway.errors`
 1. request id (a valid incoming ``X-Request-Id`` is reused) and W3C trace context;
 2. path normalisation (400 for paths that could escape their route);
 3. authentication (401) -- *before* routing, so unauthenticated callers cannot probe which routes exist;
+   an address that made ``limits.auth_failure_burst`` failed attempts is refused first (429
+   ``auth_throttled``, ``gateway.auth_throttle``) until its bucket refills, before any key is hashed;
    more than one credential (``Authorization`` or ``X-Api-Key`` repeated, or both with different keys) is
    400 ``ambiguous_credentials``, decided before any key is looked up;
 4. route match (404, 405 with ``Allow``);
@@ -74,6 +76,7 @@ from yarl import URL
 from collectors.record import CallRecord, RecordSink
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
+from gateway.auth_throttle import AuthThrottle
 from gateway.call_limits import CallLimits, LimitClock
 from gateway.circuit import CircuitBreaker
 from gateway.config import Config, Partner, Route, Upstream
@@ -288,6 +291,7 @@ class Proxy:
         self.table = RouteTable(config.routes)
         self.keyring = KeyRing(config.partners)
         self.limiter = RateLimiter(config.partners)
+        self.auth_throttle = AuthThrottle.from_limits(config.limits, "partner")
         self.upstreams: dict[str, UpstreamPool] = {u.name: UpstreamPool(u) for u in config.upstreams}
         self.plans: dict[str, _Plan] = {r.name: self._plan(r) for r in config.routes}
         self.max_skew_ms = config.telemetry.sync_lag_max_skew * 1000.0
@@ -376,8 +380,10 @@ class Proxy:
         if path is not raw_path:  # the canonical fast path returns the same string
             c.path = path[:_MAX_RECORDED_PATH]
 
+        address = request.remote or ""
+        self.auth_throttle.check(address)  # before any key is hashed: a throttled guess costs nothing
         single_credential(headers)  # before any key is looked up: the answer reveals nothing about keys
-        partner = self._authenticate(headers)
+        partner = self._authenticate(headers, address)
         c.partner_id = partner.id
 
         m = self.table.match(request.method, path)
@@ -420,12 +426,13 @@ class Proxy:
 
         return await self._forward(request, c, plan, m, path, raw_query, partner, body, lag_source)
 
-    def _authenticate(self, headers: Mapping[str, str]) -> Partner:
+    def _authenticate(self, headers: Mapping[str, str], address: str) -> Partner:
         key = extract_key(headers)
         if not key:
             raise errors.Unauthorized("missing API key: send Authorization: Bearer KEY or X-Api-Key: KEY")
         partner = self.keyring.authenticate(key)
         if partner is None:
+            self.auth_throttle.failed(address)
             raise errors.Unauthorized("unknown API key")
         return partner
 
