@@ -376,6 +376,9 @@ class Proxy:
 
         raw_path, _, raw_query = request.raw_path.partition("?")
         c.path = raw_path[:_MAX_RECORDED_PATH]  # what is recorded if the path is rejected below
+        if request.method == "CONNECT":  # the rest of the stream would be tunnel bytes: close after answering
+            c.force_close = True
+            raise errors.MethodNotAllowed("CONNECT is not supported: the gateway does not open tunnels", [])
         path = normalize_path(raw_path)
         if path is not raw_path:  # the canonical fast path returns the same string
             c.path = path[:_MAX_RECORDED_PATH]

@@ -133,7 +133,8 @@ async def test_admin_token_guesses_and_login_attempts_are_throttled(
         for i in range(BURST):
             async with browser.post(gw.admin_url + "/login", data={"token": f"nope-{i}"}) as resp:
                 assert resp.status == 401
-        async with browser.post(gw.admin_url + "/login", data={"token": token}, allow_redirects=False) as resp:
+        login = gw.admin_url + "/login"
+        async with browser.post(login, data={"token": token}, allow_redirects=False) as resp:
             assert resp.status == 429
             assert (await resp.json())["error"]["code"] == "auth_throttled"
 
