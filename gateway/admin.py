@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from collectors import querylib
 from gateway import admin_kpi, admin_sla, errors
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
@@ -104,11 +105,20 @@ def _wants_html(request: web.Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
 
 
+class BadQueryParameter(errors.BadRequest):
+    code = "bad_query_parameter"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's HTTP errors (404, 405, 400 …) as the gateway's JSON errors."""
+    """aiohttp's HTTP errors (404, 405, 400 …), the gateway's errors and bad query parameters (400) as the
+    gateway's JSON errors: the one place the admin listener maps failures to answers."""
     try:
         return await handler(request)
+    except errors.GatewayError as exc:
+        return _json_error(exc, request)
+    except querylib.QueryParamError as exc:
+        return _json_error(BadQueryParameter(str(exc)), request)
     except web.HTTPException as exc:
         if exc.status < 400 or (exc.content_type or "").endswith("json"):
             raise
