@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        self._server = manager
         self._policy = manager.policy
         self._stats = manager.stats
         self._hook = manager.on_protocol_error
@@ -103,6 +105,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self._server.pending.discard(self)
         self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
@@ -241,8 +244,15 @@ class GuardedServer(web.Server):
     stats: ConnectionStats
     on_protocol_error: ProtocolErrorHook | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Handlers made but not yet connected: asyncio accepts a burst of connections, calling this factory
+        # for each, before any connection_made runs, so ``_connections`` alone would let a burst past the
+        # cap.  Weak: a handler whose transport never came up is simply dropped.
+        self.pending: weakref.WeakSet[GuardedRequestHandler] = weakref.WeakSet()
+
     def __call__(self) -> Any:  # an asyncio protocol factory
-        if len(self._connections) >= self.policy.max_connections:
+        if len(self._connections) + len(self.pending) >= self.policy.max_connections:
             self.stats.over_capacity += 1
             self.stats.limiter.report(
                 f"{self.policy.name}:cap",
@@ -250,7 +260,9 @@ class GuardedServer(web.Server):
                 "new connections get 503",
             )
             return _OverCapacity()
-        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        self.pending.add(handler)
+        return handler
 
 
 class GatewayRunner(web.AppRunner):
