@@ -104,12 +104,6 @@ class AuthThrottled(GatewayError):
         self.retry_after = retry_after
 
 
-class RequestTimeout(GatewayError):
-    """The client went quiet in the middle of sending its request body."""
-
-    status, code, error_type, source = 408, "request_timeout", "client_timeout", "client"
-
-
 class UpstreamError(GatewayError):
     source = "upstream"
 
@@ -135,7 +129,9 @@ class CircuitOpen(UpstreamError):
 
 
 class ClientTimeout(GatewayError):
-    """The partner stopped sending its body or reading the response for longer than the idle limit."""
+    """The partner was too slow: no complete request head in time, no request body bytes for
+    ``limits.body_idle_timeout``, or not reading the response for ``limits.client_idle_timeout``.
+    One code for all of them: ``client_timeout``, source ``client``."""
 
     status, code, error_type = 408, "client_timeout", "client_timeout"
     source = "client"

@@ -3,9 +3,11 @@
 - **Header timeout**: from connect (or the first byte of a kept-alive connection's next request) to a
   complete request head; a client that started a request gets 408, an idle one is simply closed.
 - **Body idle timeout**: while the application waits for request body bytes that do not come, the body
-  read fails with ``errors.RequestTimeout`` (408, source ``client``: the proxy records it) and the
-  connection closes after the answer.  Time the gateway itself is not reading (the upstream is slow to
-  take the body) never counts.
+  read fails with ``errors.ClientTimeout`` (408 ``client_timeout``, source ``client``: the proxy records
+  it) and the connection closes after the answer.  Time the gateway itself is not reading (the upstream
+  is slow to take the body) never counts.  This limit owns every wait for request body bytes, read whole
+  or streamed to the upstream; ``limits.client_idle_timeout`` owns only the response (a partner that
+  stops reading it), so each case has exactly one limit and one answer.
 - **Keep-alive timeout**: aiohttp's own ``keepalive_timeout``.
 - **Connection cap**: a listener holding ``cap`` connections answers new ones with 503 and closes them at
   once, so a flood costs one short-lived descriptor per connection and never an ``accept()`` failure.
@@ -142,7 +144,7 @@ class GuardedRequestHandler(RequestHandler):
             level=logging.INFO,
         )
         if self._head_started:
-            transport.write(raw_error(408, "request_timeout", "request head not received in time"))
+            transport.write(raw_error(408, "client_timeout", "request head not received in time"))
         self.force_close()
 
     # ---------------------------------------------------------------------------- body idle timeout
@@ -187,7 +189,7 @@ class GuardedRequestHandler(RequestHandler):
                 level=logging.INFO,
             )
             self.close()  # the connection ends once the 408 is out
-            body.set_exception(errors.RequestTimeout(f"no request body bytes for {limit:g} s"))
+            body.set_exception(errors.ClientTimeout(f"no request body bytes for {limit:g} s"))
             return
         self._body_timer = self._loop.call_at(self._body_seen + limit, self._check_body)
 

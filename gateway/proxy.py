@@ -30,8 +30,9 @@ by the same limit after decompression (``gateway.request_body``; other codings a
 
 Time waiting on the client -- a slow upload, or ``write`` blocked on a slow reader -- stops the upstream's
 clock (``gateway.call_limits``): it never makes an upstream time out and never reaches the breaker.  A
-client stalled longer than ``limits.client_idle_timeout`` is cut (408 before the response, a closed
-connection after it) and recorded as ``client_timeout`` with source ``client``.
+client that sends no body bytes for ``limits.body_idle_timeout`` gets 408 (the listener's limit, for
+every body read); one that stops reading the response for ``limits.client_idle_timeout`` has its
+connection closed.  Both are recorded as ``client_timeout`` with source ``client``.
 
 Circuit breaker outcomes: connect errors, timeouts, broken responses (including an upstream dying
 mid-body) and upstream 502/503/504 count as failures.  Other 5xx are left alone: they are usually about
@@ -473,7 +474,8 @@ class Proxy:
         """The request body as it arrives, counted; stops the upload once it passes the route's limit."""
         size = 0
         while True:
-            limits.begin_client_wait()  # a slow upload is the client's time, not the upstream's
+            # A slow upload is the client's time, not the upstream's; limits.body_idle_timeout bounds it.
+            limits.begin_client_wait(limited=False)
             try:
                 chunk = await content.readany()
             except Exception as exc:

@@ -75,7 +75,7 @@ async def test_idle_and_half_sent_connections_are_closed(
     for raw in half_out:
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 ")
-        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert json.loads(body)["error"]["code"] == "client_timeout"
     stats = gw.partner_runner.stats
     assert stats.header_timeouts == 2 * COUNT
 
@@ -114,7 +114,7 @@ async def test_silent_body_gets_408_from_the_client_and_a_record(
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), raw[:200]
     err = json.loads(body)["error"]
-    assert (err["code"], err["source"]) == ("request_timeout", "client")
+    assert (err["code"], err["source"]) == ("client_timeout", "client")
     (rec,) = await wait_for_records(sink, 1)
     assert (rec.status, rec.error_source, rec.error_type) == (408, "client", "client_timeout")
     assert rec.request_id == err["request_id"]
