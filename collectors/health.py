@@ -8,7 +8,10 @@ Outcome of one check:
   * ``fail`` — no response (connect error, timeout, broken response) or any non-latency condition failed;
   * ``slow`` — answered and passed every non-latency condition, but failed a ``[RESPONSE_TIME]``
     condition or took longer than ``degraded_response_time_ms``;
-  * ``ok``   — everything passed.
+  * ``ok``   — everything passed;
+  * ``check_error`` — the check could not be run for a reason on the gateway's side: opening the
+    connection failed with EMFILE / ENFILE / ENOBUFS / ENOMEM.  Stored with its reason, but it changes no
+    state and no streak, and the SLA queries leave it out: it says nothing about the upstream.
 
 State machine (starts ``UNKNOWN``; thresholds from the check config):
   * ``failure_threshold`` consecutive ``fail`` → ``DOWN`` (from any state);
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
@@ -59,6 +63,11 @@ class Outcome(StrEnum):
     OK = "ok"
     SLOW = "slow"
     FAIL = "fail"
+    CHECK_ERROR = "check_error"  # the gateway could not run the check (out of descriptors, buffers)
+
+
+# Connect errors that are the gateway host's own shortage, never the upstream's fault.
+LOCAL_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @dataclass
@@ -74,6 +83,8 @@ class Tracker:
     slows: int = 0  # consecutive slow
 
     def observe(self, outcome: Outcome) -> State:
+        if outcome is Outcome.CHECK_ERROR:  # no verdict on the upstream
+            return self.state
         self._count(outcome)
         if self.fails >= self.failure_threshold:
             self.state = State.DOWN
@@ -164,7 +175,7 @@ def plan_checks(config: Config) -> list[CheckPlan]:
 def classify(plan: CheckPlan, obs: Observation, error: str) -> tuple[Outcome, str]:
     """Outcome and reason of one check (see the module docstring for the rule)."""
     if not obs.connected:
-        return Outcome.FAIL, error
+        return (Outcome.CHECK_ERROR if error.startswith(CHECK_ERROR_PREFIX) else Outcome.FAIL), error
     hard, slow = evaluate_all(plan.conditions, obs)
     if hard:
         return Outcome.FAIL, "; ".join(hard)
@@ -174,6 +185,16 @@ def classify(plan: CheckPlan, obs: Observation, error: str) -> tuple[Outcome, st
     if slow:
         return Outcome.SLOW, "; ".join(slow)
     return Outcome.OK, ""
+
+
+CHECK_ERROR_PREFIX = "gateway-side check error: "
+
+
+def _connect_error(exc: OSError) -> str:
+    if exc.errno in LOCAL_RESOURCE_ERRNOS:
+        name = errno.errorcode.get(exc.errno or 0, "")
+        return f"{CHECK_ERROR_PREFIX}cannot open a connection: {exc.strerror or exc} ({name})"
+    return f"connect error: {exc.strerror or exc}"
 
 
 async def probe(session: aiohttp.ClientSession, plan: CheckPlan) -> tuple[Observation, str]:
@@ -189,9 +210,13 @@ async def probe(session: aiohttp.ClientSession, plan: CheckPlan) -> tuple[Observ
     except TimeoutError:
         error = f"timeout after {plan.check.timeout:g} s"
     except aiohttp.ClientConnectorError as exc:
-        error = f"connect error: {exc.os_error.strerror or exc.os_error}"
+        error = _connect_error(exc.os_error)
     except aiohttp.ClientError as exc:
         error = f"{type(exc).__name__}: {exc}"
+    except OSError as exc:  # a socket the gateway could not even create
+        if exc.errno not in LOCAL_RESOURCE_ERRNOS:
+            raise
+        error = _connect_error(exc)
     return Observation(False, 0, (time.perf_counter() - t0) * 1000.0), error
 
 

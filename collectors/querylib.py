@@ -283,22 +283,40 @@ def _to_bool(s: str, now: dt.datetime) -> bool:
     raise ValueError(f"{s!r} is not a boolean (true/false/1/0/yes/no)")
 
 
+# The store's DateTime64 range; a value outside it would be clamped or refused by the store.
+_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(2299, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
+def _in_time_range(value: dt.datetime, text: str) -> dt.datetime:
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError(f"{text!r} is out of range (1900-01-01 to 2299-12-31)")
+    return value
+
+
 def _to_datetime(s: str, now: dt.datetime) -> dt.datetime:
     v = s.strip()
     if v.lower() == "now":
         return now
-    m = _RELATIVE.match(v.lower())
-    if m:
-        seconds = float(m["num"]) * _UNIT_SECONDS[m["unit"]]
-        return now + dt.timedelta(seconds=seconds if m["sign"] == "+" else -seconds)
-    if re.fullmatch(r"\d+(\.\d+)?", v):
-        return dt.datetime.fromtimestamp(float(v), tz=dt.UTC)
+    try:
+        m = _RELATIVE.match(v.lower())
+        if m:
+            seconds = float(m["num"]) * _UNIT_SECONDS[m["unit"]]
+            return _in_time_range(now + dt.timedelta(seconds=seconds if m["sign"] == "+" else -seconds), s)
+        if re.fullmatch(r"\d+(\.\d+)?", v):
+            return _in_time_range(dt.datetime.fromtimestamp(float(v), tz=dt.UTC), s)
+    except (OverflowError, OSError, ValueError):  # beyond what datetime itself can hold
+        raise ValueError(f"{s!r} is out of range (1900-01-01 to 2299-12-31)") from None
     try:
         parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"{s!r} is not a time (ISO-8601, epoch seconds, 'now', or relative like "
                          "'-7d', 'now-12h', '+30m')") from None
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    try:
+        parsed = parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{s!r} is out of range (1900-01-01 to 2299-12-31)") from None
+    return _in_time_range(parsed, s)
 
 
 def _to_date(s: str, now: dt.datetime) -> dt.date:
@@ -308,11 +326,18 @@ def _to_date(s: str, now: dt.datetime) -> dt.date:
     m = _RELATIVE.match(v.replace("today", "now"))
     if m and m["unit"] in ("d", "w"):
         days = float(m["num"]) * (7 if m["unit"] == "w" else 1)
-        return (now + dt.timedelta(days=days if m["sign"] == "+" else -days)).date()
-    try:
-        return dt.date.fromisoformat(v)
-    except ValueError:
-        raise ValueError(f"{s!r} is not a date (YYYY-MM-DD, 'today', or relative like '-30d')") from None
+        try:
+            value = (now + dt.timedelta(days=days if m["sign"] == "+" else -days)).date()
+        except OverflowError:
+            raise ValueError(f"{s!r} is out of range (1900-01-01 to 2299-12-31)") from None
+    else:
+        try:
+            value = dt.date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"{s!r} is not a date (YYYY-MM-DD, 'today', or relative like '-30d')") from None
+    if not _EARLIEST.date() <= value <= _LATEST.date():
+        raise ValueError(f"{s!r} is out of range (1900-01-01 to 2299-12-31)")
+    return value
 
 
 def bind_params(query: NamedQuery, raw_params: Mapping[str, str], now: dt.datetime | None = None

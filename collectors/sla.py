@@ -32,6 +32,9 @@ from gateway.config import Config, Sla
 DEFAULT_WINDOW = 30 * 86400.0
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Windows are bounded so window arithmetic stays inside the store's DateTime64 range (1900-2299).
+MIN_WINDOW = 1.0
+MAX_WINDOW = 3650 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,10 @@ def parse_window(text: str) -> float:
     m = _WINDOW_RE.match(text)
     if m is None or float(m[1]) <= 0:
         raise ValueError(f"window {text!r} is not a positive duration like 30d, 12h, 90m or 3600s")
-    return float(m[1]) * _UNITS[m[2]]
+    seconds = float(m[1]) * _UNITS[m[2]]
+    if not MIN_WINDOW <= seconds <= MAX_WINDOW:
+        raise ValueError(f"window {text.strip()!r} is out of range: from 1s to 3650d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

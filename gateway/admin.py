@@ -5,7 +5,8 @@ Everything except ``/healthz``, ``/readyz``, ``/login`` and ``/static/*`` needs 
 (browsers).  The cookie never holds the token itself: it holds an expiry and an HMAC of it keyed by the
 token, so it stops working when the token changes and reveals nothing about it.  It is HttpOnly and
 SameSite=Strict (no cross-site requests carry it), Secure when served over HTTPS.  Tokens are compared in
-constant time and never accepted in URLs.
+constant time and never accepted in URLs.  Wrong tokens (bearer or ``/login``) are throttled per address
+(``gateway.auth_throttle``): over the limit, 429 ``auth_throttled`` before any token is compared.
 
 Errors are JSON (``gateway.errors`` shape); a browser asking for an HTML page without credentials is
 sent to the login form instead.
@@ -25,10 +26,12 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from collectors import querylib
 from gateway import admin_kpi, admin_metrics, admin_sla, errors
 from gateway.admin_telemetry import telemetry_unwritten
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
+from gateway.auth_throttle import AuthThrottle
 from gateway.config import Config
 from gateway.headers import request_id
 from gateway.services import Services
@@ -73,16 +76,23 @@ class AdminAuth:
             return False
         return hmac.compare_digest(mac.encode(), self._mac(expires).encode())
 
+    @staticmethod
+    def bearer(request: web.Request) -> str | None:
+        """The bearer token the request presents, if any."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
     def request_ok(self, request: web.Request) -> bool:
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return self.token_ok(token.strip())
+        token = self.bearer(request)
+        if token is not None:
+            return self.token_ok(token)
         cookie = request.cookies.get(COOKIE_NAME)
         return bool(cookie) and self.cookie_ok(cookie)
 
 
 AUTH_KEY = web.AppKey("loomgate.admin_auth", AdminAuth)
+# Wrong tokens (bearer or /login form) per address; cookies are not counted: their MAC cannot be guessed.
+THROTTLE_KEY = web.AppKey("loomgate.admin_auth_throttle", AuthThrottle)
 
 
 # ----------------------------------------------------------------------------------------- middlewares
@@ -96,11 +106,20 @@ def _wants_html(request: web.Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("Accept", "")
 
 
+class BadQueryParameter(errors.BadRequest):
+    code = "bad_query_parameter"
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's HTTP errors (404, 405, 400 …) as the gateway's JSON errors."""
+    """aiohttp's HTTP errors (404, 405, 400 …), the gateway's errors and bad query parameters (400) as the
+    gateway's JSON errors: the one place the admin listener maps failures to answers."""
     try:
         return await handler(request)
+    except errors.GatewayError as exc:
+        return _json_error(exc, request)
+    except querylib.QueryParamError as exc:
+        return _json_error(BadQueryParameter(str(exc)), request)
     except web.HTTPException as exc:
         if exc.status < 400 or (exc.content_type or "").endswith("json"):
             raise
@@ -122,8 +141,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return await handler(request)
     auth = request.app[AUTH_KEY]
+    throttle = request.app[THROTTLE_KEY]
+    address = request.remote or ""
+    try:
+        throttle.check(address)  # before the token is compared: a throttled guess learns nothing
+    except errors.AuthThrottled as exc:
+        return _json_error(exc, request)
     if auth.request_ok(request):
         return await handler(request)
+    if auth.configured and auth.bearer(request) is not None:
+        throttle.failed(address)
     if _wants_html(request):
         raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs))
     if not auth.configured:
@@ -272,11 +299,19 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
+    throttle = request.app[THROTTLE_KEY]
+    address = request.remote or ""
+    try:
+        throttle.check(address)  # before the form is read or the token compared
+    except errors.AuthThrottled as exc:
+        return _json_error(exc, request)
     form = await request.post()
     token = form.get("token")
     next_path = _safe_next(str(form.get("next") or "/"))
     auth = request.app[AUTH_KEY]
     if not isinstance(token, str) or not auth.token_ok(token):
+        if auth.configured:
+            throttle.failed(address)
         return _login_page(next_path, "Wrong admin token.", status=401)
     resp = _see_other(next_path)
     resp.set_cookie(
@@ -341,6 +376,7 @@ def build_admin_app(config: Config, services: Services, partner_app: web.Applica
     app[SERVICES_KEY] = services
     app[PROXY_KEY] = partner_app[PROXY_KEY]
     app[AUTH_KEY] = AdminAuth(config.admin_listener.token)
+    app[THROTTLE_KEY] = AuthThrottle.from_limits(config.limits, "admin")
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/healthz", healthz, allow_head=True)
     app.router.add_get("/readyz", readyz, allow_head=True)

@@ -55,11 +55,7 @@ def _rid(request: web.Request) -> str:
 def _error(exc: errors.GatewayError, request: web.Request, details: Mapping[str, Any] | None = None
            ) -> web.Response:
     """The gateway's JSON error shape; ``details`` adds machine-readable fields (line, column, …)."""
-    body: dict[str, Any] = {"error": {"code": exc.code, "message": exc.message, "request_id": _rid(request),
-                                      "source": exc.source}}
-    if details:
-        body["error"].update(details)
-    return web.json_response(body, status=exc.status, headers=exc.headers)
+    return errors.error_response(exc, _rid(request), details)
 
 
 def _store(request: web.Request) -> AsyncStore:

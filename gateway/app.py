@@ -2,12 +2,13 @@
 
 aiohttp's own router is bypassed with a single catch-all resource, so the gateway's route table (matched
 on the normalised path) is the only routing, and even odd request targets (``*``, absolute-form URLs)
-get the gateway's JSON errors and a call record.  Upstream connection pools live exactly as long as the
-application (``cleanup_ctx``).
+get the gateway's JSON errors and a call record (``CONNECT``, whose target has no path, included).
+Upstream connection pools live exactly as long as the application (``cleanup_ctx``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sized
 from typing import Any
 
@@ -63,16 +64,37 @@ class _CatchAll(AbstractResource, Sized):
         return iter((self._route,))
 
 
+class _CatchAllRouter(web.UrlDispatcher):
+    """Resolves every request to the one catch-all resource without looking at the path.
+
+    aiohttp's own lookup walks the path's segments, so a target with an empty path (authority-form,
+    ``CONNECT host:443``) would never reach the catch-all and get aiohttp's plain-text 404 with no request
+    id and no call record.
+    """
+
+    def __init__(self, resource: _CatchAll) -> None:
+        super().__init__()
+        self._catch_all = resource
+        self.register_resource(resource)
+
+    async def resolve(self, request: web.Request) -> UrlMappingMatchInfo:
+        match, _ = await self._catch_all.resolve(request)
+        assert isinstance(match, UrlMappingMatchInfo)
+        return match
+
+
 def build_partner_app(config: Config, services: Services) -> web.Application:
     """The partner listener's application; ``app[PROXY_KEY]`` is its proxy (in-flight count, breakers)."""
     proxy = Proxy(config, services.sink)
-    # Request bodies are relayed exactly as received: aiohttp must not inflate a gzip upload on the way in
-    # (the upstream would get decompressed bytes still labelled gzip, with the compressed length).
-    app = web.Application(client_max_size=1 << 20, handler_args={"auto_decompress": False})
+    router = _CatchAllRouter(_CatchAll(proxy.handle))
+    with warnings.catch_warnings():  # passing a router is deprecated but is the only way to replace lookup
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # Request bodies are relayed exactly as received: aiohttp must not inflate a gzip upload on the way
+        # in (the upstream would get decompressed bytes still labelled gzip, with the compressed length).
+        app = web.Application(client_max_size=1 << 20, handler_args={"auto_decompress": False}, router=router)
     app[CONFIG_KEY] = config
     app[SERVICES_KEY] = services
     app[PROXY_KEY] = proxy
-    app.router.register_resource(_CatchAll(proxy.handle))
 
     async def upstream_pools(_app: web.Application) -> AsyncIterator[None]:
         await proxy.start()

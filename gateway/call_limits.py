@@ -21,9 +21,11 @@ Semantics (the connect limit stays with aiohttp's connector):
 Time spent waiting on the client -- reading a slowly uploaded request body, or writing the response to a
 client that reads slowly (``write`` blocked on backpressure) -- counts against neither limit: the total
 stands still during each such wait (``begin_client_wait`` / ``end_client_wait``) and resumes after it.
-It has its own limit instead, ``client_idle`` (``limits.client_idle_timeout``): a single wait on the
-client longer than that ends the call with ``client_expired`` set, which the proxy records as the
+A wait to write to the client has its own limit instead, ``client_idle`` (``limits.client_idle_timeout``):
+a single wait longer than that ends the call with ``client_expired`` set, which the proxy records as the
 client's fault (``client_timeout``), never the upstream's, and never reports to the circuit breaker.
+Waits for request body bytes are bounded by the listener's ``body_idle_timeout`` instead
+(``begin_client_wait(limited=False)``), which fails the body read with the same ``client_timeout``.
 
 A limit that runs out while the gateway is waiting for the upstream interrupts that wait (the task is
 cancelled and the cancellation turned into ``TimeoutError``, as ``asyncio.timeout`` does); one that runs
@@ -43,6 +45,7 @@ class CallLimits:
     __slots__ = (
         "_cancelling",
         "_client_idle",
+        "_client_limited",
         "_client_since",
         "_clock",
         "_interrupted",
@@ -72,6 +75,7 @@ class CallLimits:
         self._interrupted = False
         self._client_idle = client_idle
         self._client_since: float | None = None  # loop time since the gateway waits on the client
+        self._client_limited = True  # the current client wait is bounded by client_idle
         self.expired = False
         self.client_expired = False  # the client-side idle limit ran out (not the upstream's fault)
 
@@ -79,7 +83,7 @@ class CallLimits:
         """Called by the clock each tick: expire if a limit ran out."""
         client = self._client_since
         if client is not None:  # the upstream's clock stands still while the client is waited on
-            if now - client >= self._client_idle:
+            if self._client_limited and now - client >= self._client_idle:
                 self.client_expired = True
                 self._clock.forget(self)
                 self._expire()
@@ -113,8 +117,13 @@ class CallLimits:
         if self._waiting:
             self._quiet_since = self._loop.time()
 
-    def begin_client_wait(self) -> None:
-        """Before awaiting the client (its body, or room to write to it): the upstream's clock stops."""
+    def begin_client_wait(self, *, limited: bool = True) -> None:
+        """Before awaiting the client (its body, or room to write to it): the upstream's clock stops.
+
+        ``limited=False``: the wait is bounded elsewhere (request body bytes: the listener's body idle
+        timeout), so ``client_idle`` does not apply to it.
+        """
+        self._client_limited = limited
         self._client_since = self._loop.time()
 
     def end_client_wait(self) -> None:

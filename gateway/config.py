@@ -204,12 +204,12 @@ class Limits:
     max_field_size: int = 8190  # one header
     max_headers: int = 100
     drain_timeout: float = 10.0  # graceful shutdown: wait this long for in-flight requests
-    # Longest single wait on a partner mid-call (uploading its body, or reading the response) before the
-    # gateway gives up on it; that time never counts against the upstream's timeouts.
+    # Longest single wait for a partner to read the response (room to write) before the gateway closes the
+    # connection; never counts against the upstream's timeouts.  Request body waits are body_idle_timeout's.
     client_idle_timeout: float = 30.0
     # Every connection ends: slow or idle clients are closed, each listener holds a bounded number.
     header_timeout: float = 10.0  # from connect (or a kept-alive request's first byte) to a full request head
-    body_idle_timeout: float = 30.0  # longest silence while the gateway waits for request body bytes
+    body_idle_timeout: float = 30.0  # longest silence while waiting for request body bytes (any route): 408
     keepalive_timeout: float = 15.0  # an idle kept-alive connection is closed after this
     max_connections: int = 10_000  # partner listener; over it, new connections get 503 and are closed
     admin_max_connections: int = 256  # admin listener, counted separately so partner floods never starve it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -107,12 +108,6 @@ class AuthThrottled(GatewayError):
         self.retry_after = retry_after
 
 
-class RequestTimeout(GatewayError):
-    """The client went quiet in the middle of sending its request body."""
-
-    status, code, error_type, source = 408, "request_timeout", "client_timeout", "client"
-
-
 class UpstreamError(GatewayError):
     source = "upstream"
 
@@ -138,24 +133,32 @@ class CircuitOpen(UpstreamError):
 
 
 class ClientTimeout(GatewayError):
-    """The partner stopped sending its body or reading the response for longer than the idle limit."""
+    """The partner was too slow: no complete request head in time, no request body bytes for
+    ``limits.body_idle_timeout``, or not reading the response for ``limits.client_idle_timeout``.
+    One code for all of them: ``client_timeout``, source ``client``."""
 
     status, code, error_type = 408, "client_timeout", "client_timeout"
     source = "client"
 
 
-def error_body(code: str, message: str, request_id: str, source: str) -> bytes:
-    return json.dumps(
-        {"error": {"code": code, "message": message, "request_id": request_id, "source": source}}
-    ).encode()
+def error_body(
+    code: str, message: str, request_id: str, source: str, details: Mapping[str, Any] | None = None
+) -> bytes:
+    """``details`` adds machine-readable fields (a parameter's name, a line and column) after the four."""
+    error = {"code": code, "message": message, "request_id": request_id, "source": source}
+    if details:
+        error.update({k: v for k, v in details.items() if k not in error})
+    return json.dumps({"error": error}).encode()
 
 
-def error_response(exc: GatewayError, request_id: str) -> web.Response:
+def error_response(
+    exc: GatewayError, request_id: str, details: Mapping[str, Any] | None = None
+) -> web.Response:
     """The one place gateway errors become HTTP responses."""
     headers = {**exc.headers, "X-Request-Id": request_id}
     return web.Response(
         status=exc.status,
-        body=error_body(exc.code, exc.message, request_id, exc.source),
+        body=error_body(exc.code, exc.message, request_id, exc.source, details),
         content_type="application/json",
         headers=headers,
     )

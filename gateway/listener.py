@@ -3,9 +3,11 @@
 - **Header timeout**: from connect (or the first byte of a kept-alive connection's next request) to a
   complete request head; a client that started a request gets 408, an idle one is simply closed.
 - **Body idle timeout**: while the application waits for request body bytes that do not come, the body
-  read fails with ``errors.RequestTimeout`` (408, source ``client``: the proxy records it) and the
-  connection closes after the answer.  Time the gateway itself is not reading (the upstream is slow to
-  take the body) never counts.
+  read fails with ``errors.ClientTimeout`` (408 ``client_timeout``, source ``client``: the proxy records
+  it) and the connection closes after the answer.  Time the gateway itself is not reading (the upstream
+  is slow to take the body) never counts.  This limit owns every wait for request body bytes, read whole
+  or streamed to the upstream; ``limits.client_idle_timeout`` owns only the response (a partner that
+  stops reading it), so each case has exactly one limit and one answer.
 - **Keep-alive timeout**: aiohttp's own ``keepalive_timeout``.
 - **Connection cap**: a listener holding ``cap`` connections answers new ones with 503 and closes them at
   once, so a flood costs one short-lived descriptor per connection and never an ``accept()`` failure.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import monotonic_ns
@@ -92,6 +95,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
+        self._server = manager
         self._policy = manager.policy
         self._stats = manager.stats
         self._hook = manager.on_protocol_error
@@ -109,6 +113,7 @@ class GuardedRequestHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        self._server.pending.discard(self)
         self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
@@ -148,7 +153,7 @@ class GuardedRequestHandler(RequestHandler):
             level=logging.INFO,
         )
         if self._head_started:
-            transport.write(raw_error(408, "request_timeout", "request head not received in time"))
+            transport.write(raw_error(408, "client_timeout", "request head not received in time"))
         self.force_close()
 
     # ---------------------------------------------------------------------------- body idle timeout
@@ -193,7 +198,7 @@ class GuardedRequestHandler(RequestHandler):
                 level=logging.INFO,
             )
             self.close()  # the connection ends once the 408 is out
-            body.set_exception(errors.RequestTimeout(f"no request body bytes for {limit:g} s"))
+            body.set_exception(errors.ClientTimeout(f"no request body bytes for {limit:g} s"))
             return
         self._body_timer = self._loop.call_at(self._body_seen + limit, self._check_body)
 
@@ -251,8 +256,15 @@ class GuardedServer(web.Server):
     stats: ConnectionStats
     on_protocol_error: ProtocolErrorHook | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Handlers made but not yet connected: asyncio accepts a burst of connections, calling this factory
+        # for each, before any connection_made runs, so ``_connections`` alone would let a burst past the
+        # cap.  Weak: a handler whose transport never came up is simply dropped.
+        self.pending: weakref.WeakSet[GuardedRequestHandler] = weakref.WeakSet()
+
     def __call__(self) -> Any:  # an asyncio protocol factory
-        if len(self._connections) >= self.policy.max_connections:
+        if len(self._connections) + len(self.pending) >= self.policy.max_connections:
             self.stats.over_capacity += 1
             self.stats.limiter.report(
                 f"{self.policy.name}:cap",
@@ -260,7 +272,9 @@ class GuardedServer(web.Server):
                 "new connections get 503",
             )
             return _OverCapacity()
-        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        self.pending.add(handler)
+        return handler
 
 
 class GatewayRunner(web.AppRunner):

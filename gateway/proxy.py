@@ -5,6 +5,8 @@ Pipeline (each step may end the request with a JSON error from ``gateway.errors`
 1. request id (a valid incoming ``X-Request-Id`` is reused) and W3C trace context;
 2. path normalisation (400 for paths that could escape their route);
 3. authentication (401) -- *before* routing, so unauthenticated callers cannot probe which routes exist;
+   an address that made ``limits.auth_failure_burst`` failed attempts is refused first (429
+   ``auth_throttled``, ``gateway.auth_throttle``) until its bucket refills, before any key is hashed;
    more than one credential (``Authorization`` or ``X-Api-Key`` repeated, or both with different keys) is
    400 ``ambiguous_credentials``, decided before any key is looked up;
 4. route match (404, 405 with ``Allow``);
@@ -28,8 +30,9 @@ by the same limit after decompression (``gateway.request_body``; other codings a
 
 Time waiting on the client -- a slow upload, or ``write`` blocked on a slow reader -- stops the upstream's
 clock (``gateway.call_limits``): it never makes an upstream time out and never reaches the breaker.  A
-client stalled longer than ``limits.client_idle_timeout`` is cut (408 before the response, a closed
-connection after it) and recorded as ``client_timeout`` with source ``client``.
+client that sends no body bytes for ``limits.body_idle_timeout`` gets 408 (the listener's limit, for
+every body read); one that stops reading the response for ``limits.client_idle_timeout`` has its
+connection closed.  Both are recorded as ``client_timeout`` with source ``client``.
 
 Circuit breaker outcomes: connect errors, timeouts, broken responses (including an upstream dying
 mid-body) and upstream 502/503/504 count as failures.  Other 5xx are left alone: they are usually about
@@ -66,6 +69,7 @@ from aiohttp.streams import StreamReader
 from collectors.record import OTHER_METHOD, CallRecord, RecordSink
 from gateway import errors
 from gateway.auth import KeyRing, extract_key
+from gateway.auth_throttle import AuthThrottle
 from gateway.call_limits import LimitClock
 from gateway.call_state import Call as _Call
 from gateway.call_state import ClientGone as _ClientGone
@@ -106,6 +110,7 @@ class Proxy:
         self.table = RouteTable(config.routes)
         self.keyring = KeyRing(config.partners)
         self.limiter = RateLimiter(config.partners)
+        self.auth_throttle = AuthThrottle.from_limits(config.limits, "partner")
         self.upstreams: dict[str, UpstreamPool] = {u.name: UpstreamPool(u) for u in config.upstreams}
         self.plans: dict[str, RoutePlan] = {r.name: self._plan(r) for r in config.routes}
         self.max_skew_ms = config.telemetry.sync_lag_max_skew * 1000.0
@@ -198,12 +203,17 @@ class Proxy:
 
         raw_path, _, raw_query = request.raw_path.partition("?")
         c.path = raw_path[:_MAX_RECORDED_PATH]  # what is recorded if the path is rejected below
+        if request.method == "CONNECT":  # the rest of the stream would be tunnel bytes: close after answering
+            c.force_close = True
+            raise errors.MethodNotAllowed("CONNECT is not supported: the gateway does not open tunnels", [])
         path = normalize_path(raw_path)
         if path is not raw_path:  # the canonical fast path returns the same string
             c.path = path[:_MAX_RECORDED_PATH]
 
+        address = request.remote or ""
+        self.auth_throttle.check(address)  # before any key is hashed: a throttled guess costs nothing
         single_credential(headers)  # before any key is looked up: the answer reveals nothing about keys
-        partner = self._authenticate(headers)
+        partner = self._authenticate(headers, address)
         c.partner_id = partner.id
 
         m = self.table.match(request.method, path)
@@ -248,12 +258,13 @@ class Proxy:
             clock=self._clock, client_idle=self.client_idle, max_skew_ms=self.max_skew_ms,
         )  # fmt: skip
 
-    def _authenticate(self, headers: Mapping[str, str]) -> Partner:
+    def _authenticate(self, headers: Mapping[str, str], address: str) -> Partner:
         key = extract_key(headers)
         if not key:
             raise errors.Unauthorized("missing API key: send Authorization: Bearer KEY or X-Api-Key: KEY")
         partner = self.keyring.authenticate(key)
         if partner is None:
+            self.auth_throttle.failed(address)
             raise errors.Unauthorized("unknown API key")
         return partner
 

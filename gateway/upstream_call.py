@@ -188,7 +188,8 @@ async def stream_body(content: StreamReader, limit: int, c: Call, limits: CallLi
     """The request body as it arrives, counted; stops the upload once it passes the route's limit."""
     size = 0
     while True:
-        limits.begin_client_wait()  # a slow upload is the client's time, not the upstream's
+        # A slow upload is the client's time, not the upstream's; limits.body_idle_timeout bounds it.
+        limits.begin_client_wait(limited=False)
         try:
             chunk = await content.readany()
         except Exception as exc:

@@ -62,7 +62,7 @@ WITH
         SELECT
             'probes' AS source,
             toStartOfMinute(Timestamp) AS minute,
-            count() AS events,
+            countIf(Outcome != 'check_error') AS events,  -- the gateway's own failures say nothing
             countIf(Outcome = 'fail') AS bad
         FROM loomgate_health_checks
         WHERE Upstream = {upstream:String}

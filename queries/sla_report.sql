@@ -34,8 +34,8 @@ WITH
     probes AS
     (
         SELECT
-            count() AS checks,
-            countIf(Outcome != 'fail') AS answered
+            countIf(Outcome != 'check_error') AS checks,  -- the gateway's own failures say nothing
+            countIf(Outcome NOT IN ('fail', 'check_error')) AS answered
         FROM loomgate_health_checks
         WHERE Upstream = {upstream:String}
           AND Timestamp >= {start:DateTime64(3, 'UTC')} AND Timestamp < {end:DateTime64(3, 'UTC')}

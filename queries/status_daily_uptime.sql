@@ -15,7 +15,8 @@
 WITH
     probes AS
     (
-        SELECT toDate(Timestamp) AS day, count() AS checks, countIf(Outcome != 'fail') AS answered
+        SELECT toDate(Timestamp) AS day, countIf(Outcome != 'check_error') AS checks,
+               countIf(Outcome NOT IN ('fail', 'check_error')) AS answered
         FROM loomgate_health_checks
         WHERE Upstream = {upstream:String}
           AND Timestamp >= {start:DateTime64(3, 'UTC')} AND Timestamp < {end:DateTime64(3, 'UTC')}

@@ -75,7 +75,7 @@ async def test_idle_and_half_sent_connections_are_closed(
     for raw in half_out:
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 ")
-        assert json.loads(body)["error"]["code"] == "request_timeout"
+        assert json.loads(body)["error"]["code"] == "client_timeout"
     stats = gw.partner_runner.stats
     assert stats.header_timeouts == 2 * COUNT
 
@@ -114,7 +114,7 @@ async def test_silent_body_gets_408_from_the_client_and_a_record(
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 "), raw[:200]
     err = json.loads(body)["error"]
-    assert (err["code"], err["source"]) == ("request_timeout", "client")
+    assert (err["code"], err["source"]) == ("client_timeout", "client")
     (rec,) = await wait_for_records(sink, 1)
     assert (rec.status, rec.error_source, rec.error_type) == (408, "client", "client_timeout")
     assert rec.request_id == err["request_id"]
@@ -137,19 +137,28 @@ async def test_flood_over_the_cap_gets_503_while_admin_and_health_checks_carry_o
     try:
         conns = [await _open(gp.partner_url) for _ in range(flood)]
         answers: list[object] = [TimeoutError()] * flood
-        for _ in range(2):  # a second round for connections still in the listen queue of a busy machine
+        # Over-cap connections end at once; under-cap ones are held until the 20 s header timeout.  A busy
+        # machine may still hold some over-cap ones in the listen queue after the first wait: a second,
+        # shorter wait for those.  Both waits end well before the header timeout (runtime stays bounded).
+        for wait in (8.0, 4.0):
             waiting = [i for i, a in enumerate(answers) if isinstance(a, TimeoutError)]
             got = await asyncio.gather(
-                *(_read_until_closed(conns[i][0], 10.0) for i in waiting), return_exceptions=True
+                *(_read_until_closed(conns[i][0], wait) for i in waiting), return_exceptions=True
             )
             for i, a in zip(waiting, got, strict=True):
                 answers[i] = a
-        refused = sum(1 for a in answers if isinstance(a, bytes) and a.startswith(b"HTTP/1.1 503 "))
-        held = sum(1 for a in answers if isinstance(a, TimeoutError))  # still open: under the cap
-        closed = sum(1 for a in answers if a == b"")
-        assert (refused + held + closed, held <= 50) == (flood, True), (refused, held, closed)
-        # On a loaded machine some over the cap only see the close; held ones may reach the header timeout.
-        assert refused >= (flood - 50) // 2, (refused, held, closed)
+        refused = [a for a in answers if isinstance(a, bytes) and a.startswith(b"HTTP/1.1 503 ")]
+        for a in refused:  # the gateway's JSON error, whole
+            body = json.loads(a.partition(b"\r\n\r\n")[2])
+            assert body["error"]["code"] == "over_capacity" and body["error"]["request_id"]
+        closed = [a for a in answers if a == b"" or isinstance(a, ConnectionError)]  # the 503 may be lost
+        held = [a for a in answers if isinstance(a, TimeoutError)]  # still open: under the cap
+        # Every connection ended with a 503 or a close, or is one of at most `cap` held: nothing else,
+        # however fast or slow the machine splits the over-cap ones between 503 and a bare close.
+        assert (len(refused) + len(closed) + len(held), len(held) <= 50) == (flood, True), (
+            len(refused), len(closed), len(held), [a for a in answers if a not in refused + closed + held][:3]
+        )
+        assert len(refused) + len(closed) >= flood - 50
         async with aiohttp.ClientSession() as client:
             async with client.get(gp.admin_url + "/healthz") as resp:
                 assert resp.status == 200
@@ -161,7 +170,10 @@ async def test_flood_over_the_cap_gets_503_while_admin_and_health_checks_carry_o
                 return bool(states) and states[0]["state"] == "UP"
 
             await wait_for(upstream_up, timeout=20.0, what="the upstream's health check to say UP")
-            await asyncio.sleep(1.0)  # more checks while the flood is held
+            for _ in range(5):  # more checks while the flood is held; /healthz answers throughout
+                await asyncio.sleep(0.2)
+                async with client.get(gp.admin_url + "/healthz") as resp:
+                    assert resp.status == 200
             assert await upstream_up()
     finally:
         for _, writer in conns:

@@ -43,12 +43,12 @@ def _upstream() -> RecordingUpstream:
 def slow_stack(upstream_server: Any, gateway: Any) -> Any:
     """``gw, up = await slow_stack(client_idle)``: upstream limits of TOTAL; 3 failures open the circuit."""
 
-    async def start(client_idle: float) -> tuple[Any, RecordingUpstream]:
+    async def start(client_idle: float, body_idle: float = 30.0) -> tuple[Any, RecordingUpstream]:
         up = await upstream_server(_upstream())
         config = standard_config(
             up.url,
             upstream=make_upstream("api", up.url, read=TOTAL, total=TOTAL, failures=3, cooldown=30.0),
-            limits=Limits(client_idle_timeout=client_idle),
+            limits=Limits(client_idle_timeout=client_idle, body_idle_timeout=body_idle),
         )
         return await gateway(config), up
 
@@ -125,7 +125,7 @@ async def test_a_client_that_stops_reading_is_cut_as_a_client_timeout(
 async def test_slow_upload_is_the_clients_time_and_a_stalled_one_is_408(
     slow_stack: Any, raw: SimpleNamespace
 ) -> None:
-    gw, up = await slow_stack(client_idle=0.6)
+    gw, up = await slow_stack(client_idle=30.0, body_idle=0.6)  # uploads are the body idle limit's
     head = (f"POST /v1/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ACME_KEY}\r\n"
             "Content-Length: 40000\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
     # Slow but steady: 10 pieces 0.12 s apart, 1.2 s in all, more than twice the upstream's total.
