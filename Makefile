@@ -37,7 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 # Without build isolation: the build backend (setuptools) is already in .venv, so nothing is downloaded.
+# build/ is removed first: setuptools would otherwise ship files left there by an earlier build.
 wheel: $(STAMP)
+	rm -rf build
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
