@@ -19,6 +19,7 @@ import yaml
 from gateway.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "Zq3vT8xLw2Rk9NpB4sYd7HfJ"  # 24 random characters, as the README has users generate
 COMPOSE_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -129,9 +130,9 @@ def test_healthcheck_probes_the_admin_listeners_healthz(dockerfile: Any) -> None
     port = re.search(r"LOOMGATE_ADMIN_PORT=(\d+)", env_line)
     assert port, "the image sets the admin port the check and the config share"
     assert "os.environ.get('LOOMGATE_ADMIN_PORT', '" + port.group(1) + "')" in argv[-1]
-    cfg = _docker_gateway({"LOOMGATE_ADMIN_TOKEN": "t", "LOOMGATE_ADMIN_PORT": port.group(1)})
+    cfg = _docker_gateway({"LOOMGATE_ADMIN_TOKEN": TOKEN, "LOOMGATE_ADMIN_PORT": port.group(1)})
     assert cfg.admin_listener.port == int(port.group(1))
-    default = _docker_gateway({"LOOMGATE_ADMIN_TOKEN": "t"})
+    default = _docker_gateway({"LOOMGATE_ADMIN_TOKEN": TOKEN})
     assert default.admin_listener.port == int(port.group(1))  # the config's own default agrees
     exposed = {int(p) for i in dockerfile.of("EXPOSE", dockerfile.final) for p in i.args.split()}
     assert exposed == {default.partner_listener.port, default.admin_listener.port}
@@ -188,7 +189,7 @@ def _service_env(svc: dict[str, Any], host_env: dict[str, str]) -> dict[str, str
 
 def test_mounted_configs_pass_check_config_with_the_compose_environment(compose: dict[str, Any],
                                                                         tmp_path: Path) -> None:
-    host_env = {"LOOMGATE_ADMIN_TOKEN": "t0ken-set-on-the-host"}  # what the README tells users to export
+    host_env = {"LOOMGATE_ADMIN_TOKEN": TOKEN}  # what the README tells users to export
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("LOOMGATE_", "CLICKHOUSE_")) and k != "PYTHONPATH"}
     checked = []
