@@ -1,5 +1,6 @@
 # Loomgate: `make demo` runs the demo, `make test` the whole test suite.  Both create .venv and install the
-# project (with its test extras) into it first; nothing but python3 (>= 3.11), pip and make is needed.
+# project (with the embedded store and the test extras) into it first; nothing but python3 (>= 3.11), pip and
+# make is needed.  `make wheel` builds dist/loomgate-VERSION-py3-none-any.whl.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 60
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench wheel clean
 
 # python3 -m venv needs ensurepip, which some distributions ship separately; virtualenv (from pip) then
 # stands in for it.
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -m virtualenv -q $(VENV); \
 	fi
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[embedded,test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,5 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# Without build isolation: the build backend (setuptools) is already in .venv, so nothing is downloaded.
+# build/ is removed first: setuptools would otherwise ship files left there by an earlier build.
+wheel: $(STAMP)
+	rm -rf build
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf $(VENV) demo-data
+	rm -rf $(VENV) demo-data build dist

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from collectors import resources
 from collectors.kpi import KPI_TABLES, Progress
 from collectors.record import CallRecord
 from collectors.store import Store
 
-DEFAULT_EFFECTS = Path(__file__).resolve().parent.parent / "config" / "planted_effects.yaml"
+DEFAULT_EFFECTS = resources.example_config("planted_effects.yaml")  # package data
 CALLS_PER_SCALE = 100_000
 ORDERS_PER_SCALE = 10_000
 CALL_BATCH = 50_000

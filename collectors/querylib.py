@@ -52,10 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collectors import cli_store
+from collectors import cli_store, resources
 from collectors.store import AsyncStore, QueryResult, Store, StoreError
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
+QUERIES_DIR = resources.queries_dir()  # package data: the same in a checkout and an installed wheel
 
 _HEADER_KEYS = ("name", "answers", "formula", "note", "param")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
@@ -371,7 +371,11 @@ def bind_params(query: NamedQuery, raw_params: Mapping[str, str], now: dt.dateti
 def list_queries(queries_dir: Path | None = None) -> list[NamedQuery]:
     """Every query in the library, sorted by name."""
     directory = queries_dir or QUERIES_DIR
-    return [parse_query_file(p) for p in sorted(directory.glob("*.sql"))]
+    queries = [parse_query_file(p) for p in sorted(directory.glob("*.sql"))]
+    if not queries:
+        # An installation without its SQL would otherwise list nothing and look healthy.
+        raise QueryDefinitionError(f"{directory}: no query files (*.sql): the query library is missing")
+    return queries
 
 
 def load_query(name: str, queries_dir: Path | None = None) -> NamedQuery:

@@ -39,10 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors import resources
 from collectors.store import Store, StoreError, quote_ident
 from gateway.config import TelemetryConfig
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "queries" / "schema"
+SCHEMA_DIR = resources.schema_dir()  # package data: the same in a checkout and an installed wheel
 MIGRATIONS_TABLE = "loomgate_schema_migrations"
 BOOTSTRAP_VERSION = 0  # the file that creates the ledger itself; run before the ledger is read
 DEDUP_WINDOW_BLOCKS = 10_000  # recent insert blocks remembered per table (about 10k batches of replay)
@@ -95,6 +96,9 @@ def schema_files(directory: Path = SCHEMA_DIR) -> list[SchemaFile]:
             raise SchemaError(f"{path}: version {version:03d} is also used by {seen[version]}")
         seen[version] = path.name
         files.append(SchemaFile(version, path.stem, path, path.read_text(encoding="utf-8")))
+    if not files:
+        # Applying nothing would report an up-to-date schema over an empty database.
+        raise SchemaError(f"{directory}: no schema files (NNN_name.sql): the schema DDL is missing")
     files.sort(key=lambda f: f.version)
     return files
 

@@ -31,6 +31,9 @@ class QueryResult:
         return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
 
+EMBEDDED_EXTRA = "loomgate[embedded]"
+
+
 def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb:")
 
@@ -41,10 +44,22 @@ def chdb_path(dsn: str) -> str:
     return str(Path(rest).resolve())
 
 
+def require_driver(dsn: str) -> None:
+    """chDB is an optional dependency (the ``embedded`` extra): say which one when it is missing."""
+    if not is_embedded(dsn):
+        return
+    try:
+        import chdb  # noqa: F401
+    except ImportError:
+        raise StoreError(f"{dsn}: the embedded store needs chDB, which is not installed: "
+                         f"pip install '{EMBEDDED_EXTRA}' (or use an http(s):// ClickHouse server)") from None
+
+
 def open_client(dsn: str, database: str | None = None) -> Any:
     """A clickhouse-connect client for the DSN; ``database`` becomes its default database."""
     try:
         if is_embedded(dsn):
+            require_driver(dsn)
             path = chdb_path(dsn)
             Path(path).mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(dsn="chdb://" + path, database=database)

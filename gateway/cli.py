@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from collectors.resources import ResourceError
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("gateway.server", "run the gateway (partner + admin listeners) from a config file"),
     "check-config": ("gateway.config_loader", "validate a config file; exit 2 listing every mistake"),
@@ -18,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("collectors.querylib", "run a named query from queries/ (--list shows them all)"),
     "sla": ("collectors.sla", "print the uptime and latency SLA report"),
     "import": ("collectors.kpi_import", "import KPI data (CSV, JSON Lines, Parquet) into the store"),
+    "example-config": ("collectors.resources", "print a config file shipped with loomgate, or list them"),
     "generate": ("collectors.generate", "generate a deterministic call and KPI history with planted effects"),
 }
 
@@ -44,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     if entry is None:
         print(f"loomgate: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(entry[0])
-    return int(module.cli_main(args[1:]) or 0)
+    try:
+        module = importlib.import_module(entry[0])
+        return int(module.cli_main(args[1:]) or 0)
+    except ResourceError as exc:  # an incomplete installation: say what is missing, not a traceback
+        print(f"loomgate {args[0]}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

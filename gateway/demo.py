@@ -37,11 +37,12 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from collectors import resources
 from gateway.config import Config
 from gateway.demo_traffic import ALL_ARTISANS, DEMO_KEYS, TrafficStats, drive_traffic
 from gateway.sample_upstreams import ApiKind, FaultPlan, SampleUpstream, run_fault_plan, sample_upstreams
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+DEFAULT_CONFIG = resources.example_config("demo.yaml")  # package data, found from any directory
 KPI_HISTORY_ARGS = ("--scale", "0.3", "--artisans", "40", "--seed", "7")
 RECEIVER_WEBHOOK = "demo-receiver"  # the webhook in demo.yaml that the demo's own receiver replaces
 UPSTREAM_APIS: dict[str, ApiKind] = {"inventory": "inventory", "orders": "orders"}  # config name -> API
@@ -69,7 +70,8 @@ def parse_args(argv: list[str]) -> DemoOptions:
     p.add_argument("--duration", type=float, default=None,
                    help="seconds of traffic (default: until Ctrl-C)")
     p.add_argument("--data-dir", default="./demo-data", help="telemetry data directory (default ./demo-data)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="demo config (default config/demo.yaml)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG),
+                   help="demo config (default: the demo.yaml shipped with loomgate)")
     p.add_argument("--port", type=int, default=None, help="partner port (0 = any free port)")
     p.add_argument("--admin-port", type=int, default=None, help="admin port (0 = any free port)")
     p.add_argument("--rate", type=float, default=150.0, help="partner requests per second (default 150)")

@@ -65,6 +65,17 @@ def _lock_holder(store_dir: Path) -> str | None:
         os.close(fd)
 
 
+def _driver_problem(config: Config, dsn: str) -> str | None:
+    """chDB is the optional ``embedded`` extra: without it a chdb:// store would only ever retry."""
+    from collectors.store import StoreError, require_driver
+
+    try:
+        require_driver(dsn)
+    except StoreError as exc:
+        return f"{config.source}: telemetry.store: {exc}"
+    return None
+
+
 def preflight(config: Config) -> None:
     """Raise ``StartupError`` for what would keep telemetry from ever working."""
     t = config.telemetry
@@ -74,6 +85,8 @@ def preflight(config: Config) -> None:
     if problem is None and t.spool.dir:
         problem = _directory_problem(Path(t.spool.dir), f"{config.source}: telemetry.spool.dir")
     dsn = config.store_dsn
+    if problem is None and dsn.startswith("chdb://"):
+        problem = _driver_problem(config, dsn)
     if problem is None and t.write_store and dsn.startswith("chdb://"):
         store_dir = Path(dsn[len("chdb://") :])
         problem = _directory_problem(store_dir, f"{config.source}: telemetry.store")

@@ -238,6 +238,7 @@ def test_example_gateway_yaml_is_valid() -> None:
     config = load_config(REPO / "config" / "gateway.yaml", env={"LOOMGATE_ADMIN_TOKEN": token})
     assert len(config.upstreams) == 3 and len(config.routes) == 5 and len(config.partners) == 4
     assert config.admin_listener.token == token  # ${LOOMGATE_ADMIN_TOKEN}: required, no example default
+    assert (config.partner_listener.host, config.admin_listener.host) == ("127.0.0.1", "127.0.0.1")
     assert config.upstreams[0].timeouts == Timeouts(connect=1.0, read=5.0, total=15.0)  # from the anchor
 
 

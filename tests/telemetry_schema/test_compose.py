@@ -96,6 +96,7 @@ def test_gateway_config_points_at_the_stack(compose: dict[str, Any], collector: 
     services = compose["services"]
     monkeypatch.setenv("CLICKHOUSE_USER", "u")
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "p")
+    monkeypatch.setenv("LOOMGATE_ADMIN_TOKEN", "k" * 32)  # compose requires it; the config has no default
     cfg = load_config(ROOT / "config" / "docker-gateway.yaml")
     tel = cfg.telemetry
 

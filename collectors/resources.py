@@ -1,0 +1,80 @@
+"""Files Loomgate ships inside its packages: the SQL library, the schema DDL and the example configs.
+
+``queries/`` (with ``queries/schema/``) and ``config/`` are Python packages holding data files, so a checkout,
+an editable install and an installed wheel find them the same way, through ``importlib.resources``, from any
+working directory.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+QUERIES_PACKAGE = "queries"
+CONFIG_PACKAGE = "config"
+
+
+class ResourceError(Exception):
+    """A packaged data directory or file is missing: the installation is incomplete."""
+
+
+def package_dir(package: str) -> Path:
+    """The directory of a data package, as a real path (the SQL and YAML files are read from disk)."""
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise ResourceError(f"package {package!r} is not installed: reinstall loomgate "
+                            "(its wheel ships the query library and example configs)") from None
+    # A zipped install (zipimport) would hand back a zipfile.Path; pip always unpacks wheels.
+    if not isinstance(root, Path):
+        raise ResourceError(f"package {package!r} is not on the file system ({root}): "
+                            "install loomgate with pip")
+    return root
+
+
+def queries_dir() -> Path:
+    """Where the named queries (``NAME.sql``) are."""
+    return package_dir(QUERIES_PACKAGE)
+
+
+def schema_dir() -> Path:
+    """Where the versioned schema files (``NNN_name.sql``) are."""
+    return queries_dir() / "schema"
+
+
+def example_config(name: str) -> Path:
+    """A shipped config file, e.g. ``demo.yaml``; ``ResourceError`` naming the file when it is absent."""
+    path = package_dir(CONFIG_PACKAGE) / name
+    if not path.is_file():
+        raise ResourceError(f"{path}: the example config {name!r} is missing from this installation")
+    return path
+
+
+def example_configs() -> list[str]:
+    """Names of the shipped config files."""
+    return sorted(p.name for p in package_dir(CONFIG_PACKAGE).glob("*.yaml"))
+
+
+def cli_main(argv: list[str]) -> int:
+    """``loomgate example-config [NAME]``: print a shipped config (start a config from it), or list them."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(
+        prog="loomgate example-config",
+        description="Print one of the config files shipped with loomgate (e.g. `loomgate example-config "
+                    "gateway.yaml > gateway.yaml`); without NAME, list them.")
+    p.add_argument("name", nargs="?", help="file name, e.g. gateway.yaml")
+    args = p.parse_args(argv)
+    names = example_configs()
+    if not names:
+        raise ResourceError(f"{package_dir(CONFIG_PACKAGE)}: no config files (*.yaml) in this installation")
+    if args.name is None:
+        print("\n".join(names))
+        return 0
+    if args.name not in names:
+        print(f"loomgate example-config: no example config {args.name!r} (one of: {', '.join(names)})",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(example_config(args.name).read_text(encoding="utf-8"))
+    return 0
