@@ -26,6 +26,7 @@ from pathlib import Path
 from collectors import otlp_json
 from collectors.import_columns import ColumnMapError, file_columns, plan_columns
 from collectors.rows import insert_settings
+from collectors.schema import ttl_days_of
 from collectors.store import Store
 
 TRACES = "otel_traces"
@@ -46,7 +47,6 @@ REQUIRED = ("Timestamp", "TraceId", "SpanId", "SpanName", "SpanKind", "ServiceNa
 FORMATS = {"jsonl": "JSONEachRow", "parquet": "Parquet", "otlp": "JSONEachRow"}
 _STAGE_SETTINGS = {"input_format_skip_unknown_fields": 0, "input_format_json_read_numbers_as_strings": 1,
                    "input_format_json_read_bools_as_strings": 1, "date_time_input_format": "best_effort"}
-_TTL_RE = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
 
 
 class SpanImportError(Exception):
@@ -88,16 +88,6 @@ def detect_format(path: Path, fmt: str | None) -> str:
         return "otlp" if path.is_file() and otlp_json.looks_like_otlp(path) else "jsonl"
     raise SpanImportError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
                           "pass --format jsonl|parquet|otlp")
-
-
-def table_ttl_days(store: Store, table: str) -> int:
-    """The TTL in days a table was created (or last modified) with; 0 = none."""
-    res = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = "
-                      "{t:String}", {"t": table})
-    if not res.rows:
-        return 0
-    m = _TTL_RE.search(str(res.rows[0][0]))
-    return int(m.group(1)) if m else 0
 
 
 def set_span_mapping(store: Store, mapping: Mapping[str, Sequence[str]]) -> None:
@@ -178,7 +168,7 @@ def import_spans(store: Store, path: Path, fmt: str | None = None, *,
 
 
 def _ttl_warning(store: Store, stage: str, ts: str, table: str) -> TtlWarning | None:
-    days = table_ttl_days(store, table)
+    days = ttl_days_of(store, table)
     if days <= 0:
         return None
     n, first, last = store.query(
