@@ -21,20 +21,18 @@ imported twice (or corrected later) counts once, with its latest values.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
-import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collectors import cli_store
+from collectors.import_columns import ColumnMapError, file_columns, plan_columns
 from collectors.kpi import KPI_TABLES, Progress
-from collectors.store import AsyncStore, Store, StoreError
+from collectors.store import AsyncStore, Store
 
 CHUNK = 4 << 20  # bytes read per progress step
 FORMATS = {"csv": "CSVWithNames", "jsonl": "JSONEachRow", "parquet": "Parquet"}
@@ -238,8 +236,8 @@ def stage_name() -> str:
     return "_kpi_stage_" + uuid.uuid4().hex[:16]
 
 
-def stage_ddl(spec: TableSpec, stage: str) -> str:
-    cols = ", ".join(f"`{c.name}` Nullable(String)" for c in spec.columns)
+def stage_ddl(spec: TableSpec, stage: str, names: Sequence[str] | None = None) -> str:
+    cols = ", ".join(f"`{n}` Nullable(String)" for n in (names or spec.column_names()))
     return f"CREATE TABLE `{stage}` ({cols}) ENGINE = Memory"
 
 
@@ -295,24 +293,50 @@ def detect_format(path: Path, fmt: str | None) -> str:
     return found
 
 
+REQUIRED_KINDS = frozenset({"id", "label", "date", "time", "money", "count", "bool"})
+
+
+def required_columns(spec: TableSpec) -> list[str]:
+    """Columns a file must have (the others may be absent: empty text, NULL, the enum's default)."""
+    return [c.name for c in spec.columns if c.kind in REQUIRED_KINDS or (c.kind == "enum" and not c.default)]
+
+
 def import_file(store: Store, table: str, path: Path, fmt: str | None = None, *,
-                progress: bool = True) -> ImportResult:
-    """Stage, validate and publish one file (blocking).  Raises KpiImportError; nothing written then."""
+                progress: bool = True, mapping: Mapping[str, str] | None = None) -> ImportResult:
+    """Stage, validate and publish one file (blocking).  Raises KpiImportError; nothing written then.
+
+    ``mapping`` renames file columns (``{file column: table column}``); every unknown and missing column
+    is reported at once before the file is parsed.
+    """
     spec = spec_for(table)
     fmt = detect_format(path, fmt)
     if not path.is_file():
         raise KpiImportError(f"{path}: no such file")
-    stage = stage_name()
-    store.command(stage_ddl(spec, stage))
     try:
+        sources = plan_columns(str(path), file_columns(path, fmt), dict(mapping or {}),
+                               spec.column_names(), required_columns(spec)).sources
+    except ColumnMapError as exc:
+        raise KpiImportError(str(exc), source=str(path), reason="column problems") from None
+    stage = stage_name()
+    # Stage columns carry the file's names; a view gives them the table's names when they differ.
+    taken = set(sources.values())
+    staged = [sources.get(n) or (n if n not in taken else "__absent_" + n) for n in spec.column_names()]
+    store.command(stage_ddl(spec, stage, staged))
+    source = stage
+    try:
+        if staged != spec.column_names():
+            source = stage + "_named"
+            renamed = ", ".join(f"`{s}` AS `{n}`" for s, n in zip(staged, spec.column_names(), strict=True))
+            store.command(f"CREATE VIEW `{source}` AS SELECT {renamed} FROM `{stage}`")
         _stage_file(store, spec, stage, path, fmt, progress)
-        bad = _bad_row(spec, store.query(validation_sql(spec, stage), settings=_ORDERED).rows)
+        bad = _bad_row(spec, store.query(validation_sql(spec, source), settings=_ORDERED).rows)
         if bad is not None:
             raise bad_row_error(str(path), bad, _line_of(path, fmt, bad.row))
         count = int(store.query(f"SELECT count() FROM `{stage}`").rows[0][0])
-        store.command(publish_sql(spec, stage))
+        store.command(publish_sql(spec, source))
         return ImportResult(spec.table, count, str(path))
     finally:
+        store.command(f"DROP VIEW IF EXISTS `{stage}_named`")
         store.command(f"DROP TABLE IF EXISTS `{stage}`")
 
 
@@ -442,45 +466,8 @@ async def import_jsonl(store: AsyncStore, table: str, body: bytes,
 
 # ------------------------------------------------------------------------------------------------- CLI
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="loomgate import",
-                                description="Import KPI data; the whole file is validated before any row "
-                                            "is written.  Tables: " + ", ".join(SPECS))
-    p.add_argument("table", help="KPI table: " + ", ".join(SPECS))
-    p.add_argument("file", type=Path)
-    p.add_argument("--format", choices=tuple(FORMATS), help="default: from the file extension")
-    cli_store.add_store_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return p
-
-
 def cli_main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(list(argv))
-    try:
-        spec_for(args.table)
-        detect_format(args.file, args.format)
-        target = cli_store.resolve(args.config, args.dsn, args.database)
-        store = cli_store.open_store(
-            target, instead=f"send JSON Lines to its admin API: POST /api/kpi/{args.table}")
-    except (KpiImportError, cli_store.StoreTargetError) as exc:
-        print(f"loomgate import: {exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"loomgate import: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    try:
-        from collectors.schema import migrate
+    """``loomgate import``: see collectors/import_cli.py (KPI tables and spans)."""
+    from collectors.import_cli import cli_main as main
 
-        try:
-            migrate(store, target.telemetry)
-            result = import_file(store, args.table, args.file, args.format, progress=not args.no_progress)
-        finally:
-            store.close()
-    except KpiImportError as exc:
-        print(f"loomgate import: {exc}", file=sys.stderr)
-        return 1
-    except (StoreError, Exception) as exc:  # store failures surface with their ClickHouse message
-        print(f"loomgate import: {args.file}: store error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    print(f"imported {result.rows} rows into {result.table} from {result.source}")
-    return 0
+    return main(argv)

@@ -489,7 +489,7 @@ def cli_main(argv: list[str]) -> int:
         raw = _parse_kv(args.param)
         query = load_query(args.name)
         bind_params(query, raw)  # fail fast on bad parameters before touching any store
-        result = _run_for_cli(args, query.name, raw)
+        result, note = _run_for_cli(args, query, raw)
     except (QueryParamError, UnknownQueryError, QueryDefinitionError, _CliError,
             cli_store.StoreTargetError) as exc:
         print(f"loomgate query: {exc}", file=sys.stderr)
@@ -498,6 +498,8 @@ def cli_main(argv: list[str]) -> int:
         print(f"loomgate query: store: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(render(result, args.format))
+    if note:  # an empty window says where the data is
+        print(note, file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
 
 
@@ -529,15 +531,20 @@ def _list_text(queries: list[NamedQuery], *, verbose: bool) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _run_for_cli(args: argparse.Namespace, name: str, raw: Mapping[str, str]) -> QueryResult:
+def _run_for_cli(args: argparse.Namespace, query: NamedQuery, raw: Mapping[str, str]
+                 ) -> tuple[QueryResult, str | None]:
+    from collectors.query_notes import empty_window_note_sync
+
+    name = query.name
     target = cli_store.resolve(args.config, args.dsn, args.database)
     if target.gateway_owned:
         body = cli_store.admin_get(target, f"/api/queries/{urllib.parse.quote(name)}", raw)
         if body is not None:
-            return QueryResult(tuple(body["columns"]), [tuple(r) for r in body["rows"]])
+            return QueryResult(tuple(body["columns"]), [tuple(r) for r in body["rows"]]), body.get("note")
     store = cli_store.open_store(target)
     try:
-        return run_query_sync(store, name, raw)
+        result = run_query_sync(store, name, raw)
+        return result, empty_window_note_sync(store, query, raw, result)
     except QueryParamError:
         raise
     except Exception as exc:

@@ -25,8 +25,9 @@ Files are templated only by config-owned values, with these placeholders (anythi
     ``insert_deduplication_token`` is dropped: ``non_replicated_deduplication_window`` on a single server,
     ``replicated_deduplication_window`` on a cluster.
 
-Changing ``ttl_days`` later does not alter existing tables (their DDL was applied once); use
-``ALTER TABLE … MODIFY TTL`` for that.
+Changing ``ttl_days`` later does not alter existing tables by itself (their DDL was applied once):
+``loomgate migrate`` (the command, with ``--ttl`` or the config's ``telemetry.ttl``) then runs
+``ALTER TABLE … MODIFY TTL`` (or ``REMOVE TTL`` for 0) on every table whose TTL differs (``reconcile_ttl``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from collectors import resources
@@ -54,6 +55,10 @@ _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _PLACEHOLDER_RE = re.compile(r"\{\{([A-Z_]+)(?::([^{}]*))?\}\}")
 _ENGINE_RE = re.compile(r"^([A-Za-z]*MergeTree)(?:\(([A-Za-z0-9_, ]*)\))?$")
 _TTL_EXPR_RE = re.compile(r"^[A-Za-z0-9_(), ]+$")
+_TTL_TABLE_RE = re.compile(
+    r"CREATE TABLE IF NOT EXISTS \{\{DB\}\}\.(\w+).*?\{\{(TTL|ROLLUP_TTL):([^{}]*)\}\}", re.S)
+_TTL_DAYS_RE = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+_TTL_ARG_RE = re.compile(r"^(\d+)d?$")
 
 
 class SchemaError(Exception):
@@ -267,6 +272,60 @@ def _execute(store: Store, sf: SchemaFile, ctx: RenderContext) -> None:
             raise SchemaError(f"{sf.path}: statement {first!r} failed: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class TtlChange:
+    table: str
+    before_days: int  # 0 = no TTL
+    after_days: int
+
+
+def ttl_days_of(store: Store, table: str) -> int:
+    """The TTL in days the table has now (0 = none, or no such table)."""
+    res = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND "
+                      "name = {t:String}", {"t": table})
+    m = _TTL_DAYS_RE.search(str(res.rows[0][0])) if res.rows else None
+    return int(m.group(1)) if m else 0
+
+
+def reconcile_ttl(store: Store, tcfg: TelemetryConfig, directory: Path = SCHEMA_DIR) -> list[TtlChange]:
+    """Bring every TTL-carrying table to ``tcfg.ttl_days`` (rollups: at least ROLLUP_MIN_TTL_DAYS).
+
+    Existing parts are not rewritten (``materialize_ttl_after_modify = 0``): a shorter TTL removes old
+    rows at the next merges, a longer one keeps what is still there.
+    """
+    ctx = RenderContext.from_config(tcfg)
+    changes: list[TtlChange] = []
+    for sf in schema_files(directory):
+        for stmt in split_statements(sf.text):
+            m = _TTL_TABLE_RE.search(stmt)
+            if m is None:
+                continue
+            table, key, expr = m.group(1), m.group(2), m.group(3).strip()
+            want = 0 if ctx.ttl_days <= 0 else (ctx.ttl_days if key == "TTL"
+                                                else max(ctx.ttl_days, ROLLUP_MIN_TTL_DAYS))
+            have = ttl_days_of(store, table)
+            if have == want:
+                continue
+            clause = f"MODIFY {_ttl(expr, want)}" if want else "REMOVE TTL"
+            on_cluster = f" ON CLUSTER {quote_ident(ctx.cluster)}" if ctx.cluster else ""
+            store.command(f"ALTER TABLE {quote_ident(ctx.database)}.{table}{on_cluster} {clause}",
+                          settings={"materialize_ttl_after_modify": 0})
+            changes.append(TtlChange(table, have, want))
+    return changes
+
+
+def _days(n: int) -> str:
+    return f"{n} days" if n else "none (kept forever)"
+
+
+def parse_ttl(text: str) -> int:
+    """``--ttl``: whole days as ``30d`` or ``30``; 0 keeps data forever."""
+    m = _TTL_ARG_RE.match(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole days, e.g. 30d or 90 (0 keeps forever)")
+    return int(m.group(1))
+
+
 # ----------------------------------------------------------------------------------------------- CLI
 
 
@@ -280,16 +339,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_store.add_store_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the rendered SQL and exit; touches nothing")
+    p.add_argument("--ttl", type=parse_ttl, metavar="DAYS",
+                   help="raw-span and metric retention in days, e.g. 30d (0 = keep forever); default: the "
+                        "config's telemetry.ttl, else 30d.  Rollups keep max(DAYS, 400) days.  Existing "
+                        "tables are altered to match")
+    p.add_argument("--span-attr", action="append", default=[], metavar="KEY=ATTR[,ATTR...]",
+                   help="which span attributes give partner/artisan/route/upstream for spans without "
+                        "loomgate.request_id (first non-empty wins), e.g. route=http.route")
     return p
 
 
 def cli_main(argv: list[str]) -> int:
     from collectors import cli_store
+    from collectors.span_import import SpanImportError, parse_span_attrs, set_span_mapping
 
     args = _parser().parse_args(argv)
     try:
         target = cli_store.resolve(args.config, args.dsn, args.database, allow_defaults=True)
-        tcfg = target.telemetry
+        tcfg = target.telemetry if args.ttl is None else replace(target.telemetry, ttl_days=args.ttl)
+        span_attrs = parse_span_attrs(args.span_attr)
         if args.dry_run:
             for sf, stmts in plan(tcfg):
                 print(f"-- {sf.path.name} (sha256 {sf.checksum[:12]})")
@@ -299,14 +367,19 @@ def cli_main(argv: list[str]) -> int:
         store = cli_store.open_store(target)
         try:
             applied = migrate(store, tcfg)
+            changes = reconcile_ttl(store, tcfg)
+            if span_attrs:
+                set_span_mapping(store, span_attrs)
         finally:
             store.close()
-    except cli_store.StoreTargetError as exc:
+    except (cli_store.StoreTargetError, SpanImportError) as exc:
         print(f"loomgate migrate: {exc}", file=sys.stderr)
         return 2
     except (SchemaError, StoreError) as exc:
         print(f"loomgate migrate: {exc}", file=sys.stderr)
         return 1
+    for ch in changes:
+        print(f"{ch.table}: TTL {_days(ch.before_days)} -> {_days(ch.after_days)}")
     if applied:
         print(f"applied {len(applied)} schema file(s) to {tcfg.database}: " + ", ".join(applied))
     else:

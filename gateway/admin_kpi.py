@@ -20,6 +20,7 @@ from aiohttp import web
 
 from collectors import querylib
 from collectors.kpi_import import KpiImportError, import_jsonl, spec_for
+from collectors.query_notes import empty_window_note
 from collectors.store import AsyncStore
 from gateway import errors
 from gateway.appkeys import SERVICES_KEY
@@ -112,14 +113,19 @@ async def run_named_query(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         store = _store(request)
-        result = await querylib.run_query(store, name, dict(request.query))
+        raw = dict(request.query)
+        result = await querylib.run_query(store, name, raw)
+        note = await empty_window_note(store, querylib.load_query(name), raw, result)
     except querylib.UnknownQueryError as exc:
         return _error(_UnknownQuery(str(exc)), request)
     except querylib.QueryParamError as exc:
         return _error(_BadQuery(str(exc)), request, {"param": exc.param})
     except _NoStore as exc:
         return _error(exc, request)
-    return web.Response(text=json.dumps(querylib.result_json(name, result)), content_type="application/json")
+    body = querylib.result_json(name, result)
+    if note:
+        body["note"] = note
+    return web.Response(text=json.dumps(body), content_type="application/json")
 
 
 async def insights(request: web.Request) -> web.Response:

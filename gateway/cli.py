@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("collectors.schema", "apply the versioned ClickHouse schema to the store"),
     "query": ("collectors.querylib", "run a named query from queries/ (--list shows them all)"),
     "sla": ("collectors.sla", "print the uptime and latency SLA report"),
-    "import": ("collectors.kpi_import", "import KPI data (CSV, JSON Lines, Parquet) into the store"),
+    "import": ("collectors.import_cli", "import KPI data or span history (CSV, JSONL, Parquet, OTLP/JSON)"),
     "example-config": ("collectors.resources", "print a config file shipped with loomgate, or list them"),
     "generate": ("collectors.generate", "generate a deterministic call and KPI history with planted effects"),
 }

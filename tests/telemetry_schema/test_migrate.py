@@ -159,3 +159,21 @@ def test_cli_reports_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_every_schema_file_has_a_header_comment() -> None:
     for sf in schema_files(SCHEMA_DIR):
         assert sf.text.lstrip().startswith("--"), f"{sf.path}: needs a header comment"
+
+
+def test_migrate_ttl_flag_sets_and_changes_retention(store: Store,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from collectors.schema import cli_main, ttl_days_of
+
+    base = ["--dsn", store.dsn, "--database", store.database]
+    assert cli_main([*base, "--ttl", "90d"]) == 0
+    assert (ttl_days_of(store, "otel_traces"), ttl_days_of(store, "loomgate_calls_1m")) == (90, 400)
+    assert cli_main([*base, "--ttl", "0"]) == 0  # existing tables follow the flag
+    assert "otel_traces: TTL 90 days -> none (kept forever)" in capsys.readouterr().out
+    assert (ttl_days_of(store, "otel_traces"), ttl_days_of(store, "loomgate_calls_1m")) == (0, 0)
+    assert cli_main([*base, "--ttl", "500"]) == 0
+    assert (ttl_days_of(store, "otel_traces"), ttl_days_of(store, "loomgate_calls_1d")) == (500, 500)
+    with pytest.raises(SystemExit) as stop:
+        cli_main([*base, "--ttl", "3 weeks"])
+    assert stop.value.code == 2
+    assert "expected whole days" in capsys.readouterr().err

@@ -117,11 +117,18 @@ def test_upstream_rollup_good_events_are_exact_for_round_thresholds(
     assert totals.rows == want_totals
 
 
-def test_only_loomgate_server_spans_roll_up(schema_store: Store, records: RecordFactory) -> None:
+def test_server_spans_roll_up_once_each_client_spans_never(schema_store: Store,
+                                                           records: RecordFactory) -> None:
+    """Loomgate's SERVER spans roll up by its own attributes; other SERVER spans (no loomgate.request_id)
+    by the span mapping (queries/schema/013), here under upstream = resource service.name; CLIENT spans
+    of either kind are never calls."""
     recs = records(50, seed=15)
     rows = span_rows(recs, "loomgate", {})
-    foreign = [(*row[:6], "Server", "other-svc", {}, "", "", {"http.response.status_code": "200"},
-                *row[12:]) for row in rows[:5]]
-    schema_store.insert("otel_traces", rows + foreign, SPAN_COLUMNS)
-    res = schema_store.query("SELECT sum(calls) FROM loomgate_calls_1m")
-    assert res.rows[0][0] == len(recs)
+    foreign = [(*row[:6], "Server", "other-svc", {"service.name": "other-svc"}, "", "",
+                {"http.response.status_code": "200"}, *row[12:]) for row in rows[:5]]
+    foreign_client = [(*row[:6], "Client", "other-svc", {"service.name": "other-svc"}, "", "", {}, *row[12:])
+                      for row in rows[:3]]
+    schema_store.insert("otel_traces", rows + foreign + foreign_client, SPAN_COLUMNS)
+    res = schema_store.query("SELECT upstream = 'other-svc', sum(calls) FROM loomgate_calls_1m "
+                             "GROUP BY ALL ORDER BY ALL")
+    assert res.rows == [(False, len(recs)), (True, 5)]
