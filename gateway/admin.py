@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from collectors.store import WriterUnavailable
 from gateway import admin_kpi, admin_sla, errors
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
@@ -97,9 +98,11 @@ def _wants_html(request: web.Request) -> bool:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's HTTP errors (404, 405, 400 …) as the gateway's JSON errors."""
+    """aiohttp's HTTP errors (404, 405, 400 …) and an unavailable store (503) as the gateway's JSON errors."""
     try:
         return await handler(request)
+    except WriterUnavailable as exc:  # the writer is restarting: the store answers again shortly
+        return _json_error(admin_sla.StoreUnavailable(f"telemetry store unavailable: {exc}"), request)
     except web.HTTPException as exc:
         if exc.status < 400 or (exc.content_type or "").endswith("json"):
             raise
