@@ -222,6 +222,11 @@ class Telemetry:
             "writer_restarts": self._restarts,
         }
 
+    @property
+    def writer_alive(self) -> bool:
+        """A writer process is running (it may still be opening the store)."""
+        return self._alive
+
     async def ready(self) -> bool:
         """True when the writer process runs and can reach the store (or OTLP-only mode is running)."""
         if not self._alive:
