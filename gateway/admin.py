@@ -215,7 +215,7 @@ async def stats(request: web.Request) -> web.Response:
         },
     }
     if services.telemetry is not None:
-        body["telemetry"] = services.telemetry.counters()
+        body["telemetry"] = {**services.telemetry.counters(), "writer_pid": services.telemetry.writer_pid}
     return web.json_response(body)
 
 

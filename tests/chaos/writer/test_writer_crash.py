@@ -53,7 +53,7 @@ async def test_sigstop_then_sigcont_loses_and_duplicates_nothing_and_the_backlog
 ) -> None:
     up = await upstream_server()
     # A small in-memory bound: while the writer is frozen the gateway spills to the spool.
-    tcfg = chaos.telemetry(tmp_path, queue_max_records=20)
+    tcfg = chaos.telemetry(tmp_path, queue_max_records=100)
     gw = await chaos_gateway(standard_config(up.url, telemetry=tcfg))
     tel = chaos.tel_of(gw)
     statuses: dict[str, int] = {}
@@ -64,7 +64,7 @@ async def test_sigstop_then_sigcont_loses_and_duplicates_nothing_and_the_backlog
     await asyncio.sleep(1.5)
     os.kill(tel.writer_pid, signal.SIGSTOP)
     try:
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(5.0)
     finally:
         os.kill(tel.writer_pid, signal.SIGCONT)
     assert tel.counters()["spooled"] > 100, "the freeze did not reach the spool"
@@ -119,7 +119,7 @@ async def test_crash_during_a_grouped_replay_replays_the_same_group_once(
     monkeypatch.setattr(exporter, "RESTART_DELAY_INITIAL", 1.0)
     up = await upstream_server()
     gw = await chaos_gateway(standard_config(up.url, telemetry=chaos.telemetry(tmp_path,
-                                                                               queue_max_records=20)))
+                                                                               queue_max_records=100)))
     tel = chaos.tel_of(gw)
     statuses: dict[str, int] = {}
     load = chaos.Load(http, gw.partner_url, "replay", RATE, 240, statuses, asyncio.Event())
@@ -127,7 +127,7 @@ async def test_crash_during_a_grouped_replay_replays_the_same_group_once(
     await asyncio.sleep(0.5)
     os.kill(tel.writer_pid, signal.SIGSTOP)  # the gateway spills many small batches
     try:
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(3.0)
         flag.touch()  # the next insert after the thaw is the grouped replay or a live batch
     finally:
         os.kill(tel.writer_pid, signal.SIGCONT)
