@@ -69,6 +69,7 @@ class Result:
     replayed: int = 0
     restarts: int = 0
     replay_rate: float = 0.0
+    drain_s: float = 0.0  # first replayed record to an empty spool
     p50_before: float = 0.0
     p99_before: float = 0.0
     p50_drain: float = 0.0
@@ -153,29 +154,35 @@ async def sample(gw: Gateway, http: aiohttp.ClientSession, out: list[tuple[float
                  stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            out.append((time.monotonic(), await asyncio.wait_for(gw.stats(http), 2.0)))
+            stats = await asyncio.wait_for(gw.stats(http), 2.0)
+            stats["segments"] = gw.spool_segments()
+            out.append((time.monotonic(), stats))
         except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
             pass
         await asyncio.sleep(0.1)
 
 
-def replay_rate(samples: list[tuple[float, dict[str, Any]]]) -> float:
-    """Records replayed per second between the first and the last sample that saw the counter grow."""
-    grew = [(t, s["replayed"]) for (t, s), (_, prev) in zip(samples[1:], samples, strict=False)
+def replay_rate(samples: list[tuple[float, dict[str, Any]]]) -> tuple[float, float]:
+    """(records replayed per second, seconds from the first replayed record to an empty spool).
+
+    The replay starts somewhere in the sampling interval before the counter is first seen to grow, so the
+    window is widened by one interval (0.1 s): the rate is a lower bound."""
+    grew = [t for (t, s), (_, prev) in zip(samples[1:], samples, strict=False)
             if s["replayed"] > prev["replayed"]]
     if not grew:
-        return 0.0
-    start = grew[0][0]
-    before = max((s["replayed"] for t, s in samples if t < grew[0][0]), default=0)
-    t_end, r_end = grew[-1]
-    # the first growth happened somewhere in the 0.1 s before it was sampled
-    return (r_end - before) / max(0.1, t_end - start + 0.1)
+        return 0.0, 0.0
+    start = grew[0] - 0.1
+    empty = next((t for t, s in samples if t >= grew[-1] and s["segments"] == 0), grew[-1])
+    total = samples[-1][1]["replayed"]
+    window = max(0.1, empty - start)
+    return total / window, window
 
 
 def count_store(data_dir: Path, prefix: str) -> tuple[dict[str, int], int]:
     from collectors.store import Store
+    from gateway.config import TelemetryConfig
 
-    store = Store("chdb://" + str((data_dir / "clickhouse").resolve()), "default")
+    store = Store("chdb://" + str((data_dir / "clickhouse").resolve()), TelemetryConfig().database)
     try:
         rows = store.query("SELECT SpanAttributes['loomgate.request_id'] AS rid, count() FROM otel_traces "
                            "WHERE SpanKind = 'Server' AND startsWith(rid, {p:String}) GROUP BY rid",
@@ -189,7 +196,7 @@ def count_store(data_dir: Path, prefix: str) -> tuple[dict[str, int], int]:
 async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result:
     res = Result(kind)
     workdir = Path(tempfile.mkdtemp(prefix=f"lg-rel-{kind}-"))
-    extra = ["--queue-max-records", str(args.queue_max_records)]
+    extra = ["--queue-max-records", str(args.queue_max_records), *priority(args)]
     if kind == "overflow":
         extra += ["--spool-max-bytes", str(args.overflow_spool)]
     gw = Gateway(workdir, upstream, extra)
@@ -223,7 +230,7 @@ async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result
     res.sent, res.failed = len(oks), sum(1 for ok in oks.values() if not ok)
     res.spooled, res.dropped = int(last.get("spooled", 0)), int(last.get("dropped", 0))
     res.replayed, res.restarts = int(last.get("replayed", 0)), int(last.get("writer_restarts", 0))
-    res.replay_rate = replay_rate(res.samples)
+    res.replay_rate, res.drain_s = replay_rate(res.samples)
     per_rid, res.rollup_calls = count_store(workdir, f"{kind}-")
     res.stored = len(per_rid)
     res.missing = sum(1 for rid in oks if rid not in per_rid)
@@ -238,9 +245,13 @@ async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result
     return res
 
 
+def priority(args: argparse.Namespace) -> list[str]:
+    return ["--writer-priority", args.writer_priority] if args.writer_priority else []
+
+
 async def capacity(args: argparse.Namespace, upstream: str) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="lg-rel-capacity-"))
-    gw = Gateway(workdir, upstream, [])
+    gw = Gateway(workdir, upstream, priority(args))
     try:
         async with aiohttp.ClientSession() as http:
             await gw.ready(http)
@@ -254,24 +265,27 @@ def render(results: list[Result], max_rps: float, args: argparse.Namespace) -> s
     lines = [
         f"load {args.rate:.0f} req/s for {args.duration:.0f} s, fault at {args.fault_at:.0f} s "
         f"(outage {args.outage:.0f} s), queue_max_records {args.queue_max_records}, overflow spool "
-        f"{args.overflow_spool} bytes; gateway max {max_rps:.0f} req/s (32 connections, telemetry on)",
+        f"{args.overflow_spool} bytes, writer priority {args.writer_priority or 'idle'}; "
+        f"gateway max {max_rps:.0f} req/s (32 connections, telemetry on); load average before/after "
+        f"{args.load_before}/{os.getloadavg()[0]:.1f}",
         "",
         "| scenario | sent | failed | rows stored | missing | duplicates | rollup calls | spooled "
-        "| dropped | replayed | restarts | replay rec/s | replay / max req/s | p50/p99 ms before "
-        "| p50/p99 ms draining |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dropped | replayed | restarts | replay s | replay rec/s | replay / max req/s "
+        "| p50/p99 ms before | p50/p99 ms draining |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = r.replay_rate / max_rps if max_rps else 0.0
         lines.append(
             f"| {r.scenario} | {r.sent} | {r.failed} | {r.stored} | {r.missing} | {r.duplicates} | "
             f"{r.rollup_calls} | {r.spooled} | {r.dropped} | {r.replayed} | {r.restarts} | "
-            f"{r.replay_rate:,.0f} | {ratio:.1f}x | {r.p50_before:.1f}/{r.p99_before:.1f} | "
-            f"{r.p50_drain:.1f}/{r.p99_drain:.1f} |")
+            f"{r.drain_s:.1f} | {r.replay_rate:,.0f} | {ratio:.1f}x | "
+            f"{r.p50_before:.1f}/{r.p99_before:.1f} | {r.p50_drain:.1f}/{r.p99_drain:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    args.load_before = f"{os.getloadavg()[0]:.1f}"
     port = free_port()
     up = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(port)])
     upstream = f"http://127.0.0.1:{port}"
@@ -295,10 +309,12 @@ def main() -> None:
     p.add_argument("--fault-at", type=float, default=2.0)
     p.add_argument("--outage", type=float, default=6.0, help="seconds the writer is frozen")
     p.add_argument("--queue-max-records", type=int, default=1000)
-    p.add_argument("--overflow-spool", type=int, default=256 << 10, help="spool budget (bytes) in overflow")
+    p.add_argument("--overflow-spool", type=int, default=64 << 10, help="spool budget (bytes) in overflow")
     p.add_argument("--capacity-seconds", type=float, default=5.0, help="0 skips the max req/s run")
     p.add_argument("--drain-timeout", type=float, default=120.0)
     p.add_argument("--scenarios", default="outage,kill,overflow")
+    p.add_argument("--writer-priority", choices=("idle", "low", "normal"),
+                   help="telemetry.writer_priority (default: the config default, idle)")
     p.add_argument("--out", help="also write the markdown table to this file")
     asyncio.run(main_async(p.parse_args()))
 
