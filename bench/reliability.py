@@ -9,7 +9,10 @@ for ``--duration`` seconds (open loop, every request with its own ``X-Request-Id
   resumed (SIGCONT); the gateway spills to the spool meanwhile (``queue_max_records`` is small);
 - ``kill``: the writer is killed (SIGKILL); the gateway spills, restarts it, the new writer replays;
 - ``overflow``: the ``outage`` with a spool budget of ``--overflow-spool`` bytes: what does not fit is dropped
-  and counted.
+  and counted;
+- ``backlog``: no fault; the spool already holds ``--backlog`` records in gateway-sized batches (the spill of
+  an earlier outage) when the gateway starts, and is replayed while the load runs (default in-memory bound,
+  so the live batches do not join the spool being measured).
 
 Afterwards the gateway stops gracefully and the store is opened here to count, per request id, the SERVER
 spans (missing, duplicates) and the rollup's calls.  The replay rate is the records replayed from the spool
@@ -135,8 +138,33 @@ async def one(http: aiohttp.ClientSession, url: str, rid: str, lat: list[tuple[f
     return ok
 
 
+def prefill(spool_dir: Path, records: int, per_batch: int, prefix: str) -> list[str]:
+    """Spool ``records`` call records in batches of ``per_batch``, as a gateway spills them; their ids."""
+    import uuid
+
+    from collectors.record import CallRecord
+    from collectors.spool import Batch, Spool
+
+    spool = Spool(spool_dir, 1 << 34)
+    now, rids = time.time_ns(), []
+    for start in range(0, records, per_batch):
+        batch = []
+        for i in range(start, min(records, start + per_batch)):
+            rid = f"{prefix}{i:06d}"
+            rids.append(rid)
+            batch.append(tuple(CallRecord(
+                now + i * 1000, 2_000_000, uuid.uuid4().hex, uuid.uuid4().hex[:16], "", "GET",
+                "/v1/artisans/{artisan_id}/listings", "listings", PATH, 200, "", "", "bench-partner", "a1",
+                "bench", uuid.uuid4().hex[:16], now + i * 1000 + 10_000, 1_500_000, None, False,
+                "127.0.0.1", "127.0.0.1", "reliability-bench", 0, 70, rid, "http", 200)))
+        spool.append(Batch(uuid.uuid4().hex, now, batch, {}))
+    return rids
+
+
 async def fault(gw: Gateway, http: aiohttp.ClientSession, kind: str, at: float, outage: float) -> float:
     """Inject the fault ``at`` seconds from now; returns when the writer can work again (monotonic)."""
+    if kind == "backlog":
+        return time.monotonic()
     await asyncio.sleep(at)
     pid = int((await gw.stats(http))["writer_pid"])
     if kind == "kill":
@@ -196,9 +224,13 @@ def count_store(data_dir: Path, prefix: str) -> tuple[dict[str, int], int]:
 async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result:
     res = Result(kind)
     workdir = Path(tempfile.mkdtemp(prefix=f"lg-rel-{kind}-"))
-    extra = ["--queue-max-records", str(args.queue_max_records), *priority(args)]
+    # backlog: the default in-memory bound, so live batches never join the spool being measured
+    extra = [*(["--queue-max-records", str(args.queue_max_records)] if kind != "backlog" else []),
+             *priority(args)]
     if kind == "overflow":
         extra += ["--spool-max-bytes", str(args.overflow_spool)]
+    spooled_rids = (prefill(workdir / "spool", args.backlog, args.backlog_batch, f"{kind}-spooled-")
+                    if kind == "backlog" else [])
     gw = Gateway(workdir, upstream, extra)
     lat: list[tuple[float, float]] = []
     oks: dict[str, bool] = {}
@@ -217,7 +249,7 @@ async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result
                 oks[rid] = await one(http, gw.url, rid, lat)
 
             await asyncio.gather(*(send(i) for i in range(total)))
-            resumed = await faulted
+            resumed = await faulted if kind != "backlog" else start
             deadline = time.monotonic() + args.drain_timeout
             while time.monotonic() < deadline and gw.spool_segments():
                 await asyncio.sleep(0.2)
@@ -233,7 +265,7 @@ async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result
     res.replay_rate, res.drain_s = replay_rate(res.samples)
     per_rid, res.rollup_calls = count_store(workdir, f"{kind}-")
     res.stored = len(per_rid)
-    res.missing = sum(1 for rid in oks if rid not in per_rid)
+    res.missing = sum(1 for rid in [*oks, *spooled_rids] if rid not in per_rid)
     res.duplicates = sum(n - 1 for n in per_rid.values())
     before = sorted(ms for t, ms in lat if t < start + args.fault_at)
     grew = [t for (t, s), (_, p) in zip(res.samples[1:], res.samples, strict=False)
@@ -312,7 +344,9 @@ def main() -> None:
     p.add_argument("--overflow-spool", type=int, default=64 << 10, help="spool budget (bytes) in overflow")
     p.add_argument("--capacity-seconds", type=float, default=5.0, help="0 skips the max req/s run")
     p.add_argument("--drain-timeout", type=float, default=120.0)
-    p.add_argument("--scenarios", default="outage,kill,overflow")
+    p.add_argument("--scenarios", default="outage,kill,overflow,backlog")
+    p.add_argument("--backlog", type=int, default=20_000, help="records spooled before the backlog run")
+    p.add_argument("--backlog-batch", type=int, default=300, help="records per spooled batch (backlog)")
     p.add_argument("--writer-priority", choices=("idle", "low", "normal"),
                    help="telemetry.writer_priority (default: the config default, idle)")
     p.add_argument("--out", help="also write the markdown table to this file")
