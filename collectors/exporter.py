@@ -207,7 +207,8 @@ class Telemetry:
     # -- public API ----------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        """Records queued (cut or waiting), written, spooled, dropped and replayed since start."""
+        """Records queued (cut or waiting), written, spooled, dropped and replayed since start; milliseconds
+        writers spent replaying; writer restarts."""
         with self._lock:
             w = dict(self._writer_counters)
             for key, value in self._past_writers.items():
@@ -219,6 +220,7 @@ class Telemetry:
             "spooled": w.get("spooled", 0) + local["spooled"],
             "dropped": w.get("dropped", 0) + local["dropped"],
             "replayed": w.get("replayed", 0),
+            "replay_ms": w.get("replay_ms", 0),
             "writer_restarts": self._restarts,
         }
 

@@ -123,7 +123,8 @@ class Writer:
         self.healthy = False
         self.retry_at = 0.0
         self.backoff = settings.backoff_initial
-        self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "received": 0}
+        self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "received": 0,
+                         "replay_ms": 0}  # wall time spent replaying (reading, inserting, removing)
         self.gateway_pipeline: dict[str, int] = {}
         self._mem_records = 0
         self._lock = threading.Lock()  # counters, _mem_records and spool removal (writer threads)
@@ -416,6 +417,7 @@ class Writer:
 
     def _replay(self, unit: Replay) -> bool:
         """Insert one replay unit; True when it is in the store and its segments are gone."""
+        started = time.monotonic()
         batch = unit.batches[0] if len(unit.batches) == 1 else combine(unit.batches, unit.token)
         try:
             self._write(batch)
@@ -429,6 +431,7 @@ class Writer:
                 self.spool.remove(seg)
             self.counters["written"] += n
             self.counters["replayed"] += n
+            self.counters["replay_ms"] += int((time.monotonic() - started) * 1000)
         if len(unit.segments) > 1:
             self.spool.clear_group()
         self._recovered()
