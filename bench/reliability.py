@@ -192,20 +192,14 @@ async def sample(gw: Gateway, http: aiohttp.ClientSession, out: list[tuple[float
         await asyncio.sleep(0.1)
 
 
-def replay_rate(samples: list[tuple[float, dict[str, Any]]]) -> tuple[float, float]:
-    """(records replayed per second, seconds from the first replayed record to an empty spool).
-
-    The replay starts somewhere in the sampling interval before the counter is first seen to grow, so the
-    window is widened by one interval (0.1 s): the rate is a lower bound."""
+def drain_window(samples: list[tuple[float, dict[str, Any]]]) -> float:
+    """Seconds from the first sample that saw records replayed (less one 0.1 s interval) to an empty spool."""
     grew = [t for (t, s), (_, prev) in zip(samples[1:], samples, strict=False)
             if s["replayed"] > prev["replayed"]]
     if not grew:
-        return 0.0, 0.0
-    start = grew[0] - 0.1
+        return 0.0
     empty = next((t for t, s in samples if t >= grew[-1] and s["segments"] == 0), grew[-1])
-    total = samples[-1][1]["replayed"]
-    window = max(0.1, empty - start)
-    return total / window, window
+    return max(0.1, empty - (grew[0] - 0.1))
 
 
 def count_store(data_dir: Path, prefix: str) -> tuple[dict[str, int], int]:
@@ -264,7 +258,7 @@ async def scenario(kind: str, args: argparse.Namespace, upstream: str) -> Result
     res.sent, res.failed = len(oks), sum(1 for ok in oks.values() if not ok)
     res.spooled, res.dropped = int(last.get("spooled", 0)), int(last.get("dropped", 0))
     res.replayed, res.restarts = int(last.get("replayed", 0)), int(last.get("writer_restarts", 0))
-    _, res.drain_s = replay_rate(res.samples)
+    res.drain_s = drain_window(res.samples)
     replay_ms = int(last.get("replay_ms", 0))
     res.replay_rate = res.replayed / (replay_ms / 1000) if replay_ms else 0.0
     per_rid, res.rollup_calls = count_store(workdir, f"{kind}-")
