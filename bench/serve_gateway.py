@@ -33,6 +33,7 @@ from gateway.config import (
     Partner,
     RateLimit,
     Route,
+    SpoolConfig,
     TelemetryConfig,
     Upstream,
 )
@@ -63,6 +64,10 @@ def writer_overrides(args: argparse.Namespace) -> dict[str, object]:
         out["insert_max_wait"] = args.insert_max_wait
     if args.writer_priority is not None:
         out["writer_priority"] = args.writer_priority
+    if getattr(args, "queue_max_records", None) is not None:
+        out["queue_max_records"] = args.queue_max_records
+    if getattr(args, "spool_max_bytes", None) is not None:
+        out["spool"] = SpoolConfig(max_bytes=args.spool_max_bytes)
     return out
 
 
@@ -127,6 +132,8 @@ def main() -> None:
     p.add_argument("--default-gc", action="store_true", help="keep CPython's garbage-collector defaults")
     p.add_argument("--insert-max-wait", type=float, help="telemetry.insert_max_wait, seconds (0: no holding)")
     p.add_argument("--writer-priority", choices=("idle", "low", "normal"), help="telemetry.writer_priority")
+    p.add_argument("--queue-max-records", type=int, help="telemetry.queue_max_records (spill sooner)")
+    p.add_argument("--spool-max-bytes", type=int, help="telemetry.spool.max_bytes")
     p.add_argument("--loop-lag", metavar="FILE", help="record event-loop lag; SIGUSR1 writes it to FILE")
     args = p.parse_args()
     asyncio.run(serve(bench_config(args), tune_gc=not args.default_gc, lag_file=args.loop_lag))

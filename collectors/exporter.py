@@ -15,7 +15,15 @@ O(1) on the loop: the list is swapped and put on a thread queue.  Everything els
 
 A batch stays in memory until the writer acknowledges it (inserted, spooled or dropped-and-counted), so if the
 writer process dies its unacknowledged batches are spilled here instead of lost; a gateway crash loses at most
-the records not yet cut (≤ ``batch_window``) plus unacknowledged batches.
+the records not yet cut (≤ ``batch_window``) plus unacknowledged batches.  When the writer combines batches
+it says so first, and the combination replaces its parts here: what is spilled after a writer crash is
+exactly what the writer may have inserted, under the same id (its deduplication token).
+
+Supervision: if the writer process dies, its unacknowledged batches are spilled (marked solo, see
+``collectors.spool``), then a new writer is started after a backoff (``RESTART_DELAY_INITIAL`` doubling to
+``RESTART_DELAY_MAX`` while restarts keep failing or the writer keeps dying within ``RESTART_STABLE``
+seconds); it replays the spool.  Restarts are logged and counted (``counters()["writer_restarts"]``).  While
+no writer runs, store calls raise ``WriterUnavailable``.
 
 The writer (``collectors.writer``) owns the store, so ``Telemetry.store`` is an ``AsyncStore`` whose calls
 are RPCs to it: this is what makes an embedded chDB store usable from the gateway process.
@@ -51,9 +59,9 @@ from typing import Any
 from collectors.record import CallRecord
 from collectors.request_stats import RequestStats
 from collectors.spool import Batch, Spool
-from collectors.store import QueryResult, StoreError
+from collectors.store import QueryResult, StoreError, WriterUnavailable
 from collectors.wire import decode_chunks, encode_chunk
-from collectors.writer import WriterSettings
+from collectors.writer import WriterSettings, combine
 from gateway import __version__
 from gateway.config import Config, TelemetryConfig
 
@@ -62,6 +70,9 @@ log = logging.getLogger("loomgate.telemetry")
 CHUNK_RECORDS = 256  # records encoded per GIL hold in the sender thread (≈0.2 ms)
 START_TIMEOUT = 120.0  # opening chDB + migrations; a cold start takes a few seconds
 CLOSE_TIMEOUT = 60.0
+RESTART_DELAY_INITIAL = 0.5
+RESTART_DELAY_MAX = 30.0
+RESTART_STABLE = 60.0  # a writer that ran this long resets the restart backoff
 
 GaugesProvider = Callable[[], Mapping[str, Any]]
 
@@ -77,18 +88,28 @@ class _Pending:
     out, so a backlog of unacknowledged batches is compact bytes the garbage collector never walks.
     """
 
-    __slots__ = ("batch_id", "cut_ns", "gauges", "n", "observed", "records", "wire")
+    __slots__ = ("batch_id", "cut_ns", "gauges", "n", "observed", "parts", "records", "seq", "solo", "wire")
 
-    def __init__(self, batch_id: str, cut_ns: int, gauges: dict[str, Any], records: list[CallRecord]) -> None:
+    def __init__(self, batch_id: str, cut_ns: int, gauges: dict[str, Any], records: list[CallRecord],
+                 parts: tuple[_Pending, ...] = ()) -> None:
         self.batch_id = batch_id
         self.cut_ns = cut_ns
         self.gauges = gauges
-        self.n = len(records)
+        self.n = len(records) + sum(p.n for p in parts)
         self.observed = False  # folded into RequestStats (a batch sent, then spilled, counts once)
         self.records: list[CallRecord] | None = records
         self.wire: list[bytes] | None = None
+        self.parts = parts  # a combination the writer announced: the batches it is made of, in order
+        self.solo = False  # spilled after the writer died: it may be in the store under its id
+        self.seq = max((p.seq for p in parts), default=0)  # order of the cut (flush waits by it)
+
+    @classmethod
+    def combined(cls, batch_id: str, parts: tuple[_Pending, ...]) -> _Pending:
+        return cls(batch_id, parts[-1].cut_ns, {}, [], parts)
 
     def to_batch(self, lock: threading.Lock) -> Batch:
+        if self.parts:  # the same batch the writer built with combine() under this id
+            return combine([p.to_batch(lock) for p in self.parts], self.batch_id)
         with lock:
             records, wire = self.records, self.wire
         rows = [tuple(r) for r in records] if records is not None else decode_chunks(wire or [])
@@ -163,13 +184,14 @@ class Telemetry:
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._out: queue.SimpleQueue[_Pending | tuple[Any, ...] | _Stop] = queue.SimpleQueue()
-        self._spill_q: queue.SimpleQueue[_Pending | _Stop] = queue.SimpleQueue()
+        self._spill_q: queue.SimpleQueue[_Pending | threading.Event | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._unacked: dict[str, _Pending] = {}
         self._held = 0  # records cut and not yet acknowledged (bounded by queue_max_records)
         self._spilling = 0  # batches queued for the spill thread and not yet written
         self._local = {"queued": 0, "spooled": 0, "dropped": 0}
         self._writer_counters: dict[str, int] = {}
+        self._past_writers: dict[str, int] = {}  # final counters of writers that died, summed
         self._alive = False
         self._closing = False
         self._closed = False
@@ -180,14 +202,25 @@ class Telemetry:
         self._threads: list[threading.Thread] = []
         self._flusher: asyncio.Task[None] | None = None
         self._provider_failed = False
+        self._cut_seq = 0
+        self._generation = 0  # bumped per writer process: messages of a dead one are ignored
+        self._restarts = 0
+        self._restart_delay = RESTART_DELAY_INITIAL
+        self._launched_at = 0.0
+        self._supervisor: asyncio.Task[None] | None = None
+        self._orphans_spilled = threading.Event()
+        self._orphans_spilled.set()
 
     # -- public API ----------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """Records queued (cut or waiting), written, spooled, dropped, replayed and dead-lettered (rejected
-        by the store for their content, see ``collectors.deadletter``) since start."""
+        by the store for their content, see ``collectors.deadletter``) since start; milliseconds writers spent
+        replaying; writer restarts."""
         with self._lock:
             w = dict(self._writer_counters)
+            for key, value in self._past_writers.items():
+                w[key] = w.get(key, 0) + value
             local = dict(self._local)
         return {
             "queued": local["queued"] + len(self.sink),
@@ -196,7 +229,14 @@ class Telemetry:
             "dropped": w.get("dropped", 0) + local["dropped"],
             "replayed": w.get("replayed", 0),
             "dead_lettered": w.get("dead_lettered", 0),
+            "replay_ms": w.get("replay_ms", 0),
+            "writer_restarts": self._restarts,
         }
+
+    @property
+    def writer_alive(self) -> bool:
+        """A writer process is running (it may still be opening the store)."""
+        return self._alive
 
     async def ready(self) -> bool:
         """True when the writer process runs and can reach the store (or OTLP-only mode is running)."""
@@ -235,11 +275,11 @@ class Telemetry:
         if self._alive:
             self._out.put(("flush",))  # the writer would otherwise hold small batches back
         with self._lock:
-            waiting = set(self._unacked)
+            upto = self._cut_seq  # batches combined by the writer keep the latest seq of their parts
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                pending = bool(waiting & self._unacked.keys()) or self._spilling > 0
+                pending = any(p.seq <= upto for p in self._unacked.values()) or self._spilling > 0
             if not pending:
                 return True
             await asyncio.sleep(0.005)
@@ -250,10 +290,11 @@ class Telemetry:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._supervisor):  # _closed: no restart from here on
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._cut()
         self._closing = True
         if self._alive and self._closed_fut is not None:
@@ -275,7 +316,7 @@ class Telemetry:
     async def rpc(self, op: str, args: tuple[Any, ...]) -> Any:
         """Run a store operation in the writer; raises StoreError with the writer's message on failure."""
         if not self._alive:
-            raise StoreError("telemetry writer is not running")
+            raise WriterUnavailable("telemetry writer is not running")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         req_id = next(self._rpc_ids)
@@ -290,20 +331,10 @@ class Telemetry:
 
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._ready_fut = self._loop.create_future()
-        self._closed_fut = self._loop.create_future()
-        self._proc, self._conn = await asyncio.to_thread(self._spawn)
-        self.writer_pid = self._proc.pid
-        self._alive = True
-        for name, target in (("telemetry-send", self._send_loop), ("telemetry-recv", self._recv_loop),
-                             ("telemetry-spill", self._spill_loop)):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
-        try:
-            ok, error, fatal = await asyncio.wait_for(asyncio.shield(self._ready_fut), START_TIMEOUT)
-        except TimeoutError:
-            ok, error, fatal = False, f"writer did not report within {START_TIMEOUT:.0f} s", True
+        t = threading.Thread(target=self._spill_loop, name="telemetry-spill", daemon=True)
+        t.start()
+        self._threads.append(t)
+        ok, error, fatal = await self._launch()
         if fatal:
             await self.close()
             raise TelemetryError(f"telemetry writer failed to start: {error}")
@@ -312,6 +343,70 @@ class Telemetry:
             log.warning("telemetry store not reachable at start (%s); batches are spooled until it is",
                         error)
         self._flusher = self._loop.create_task(self._flush_every(), name="telemetry-flush")
+
+    async def _launch(self) -> tuple[bool, str, bool]:
+        """Start a writer process and its two threads; (ok, error, fatal) as its ready message says."""
+        loop = asyncio.get_running_loop()
+        self._ready_fut = loop.create_future()
+        self._closed_fut = loop.create_future()
+        out: queue.SimpleQueue[_Pending | tuple[Any, ...] | _Stop] = queue.SimpleQueue()
+        proc, conn = await asyncio.to_thread(self._spawn)
+        with self._lock:
+            self._generation += 1
+            gen = self._generation
+            self._proc, self._conn, self._out = proc, conn, out
+            self.writer_pid = proc.pid
+            self._alive = True
+        self._launched_at = time.monotonic()
+        for name, target in (("telemetry-send", self._send_loop), ("telemetry-recv", self._recv_loop)):
+            t = threading.Thread(target=target, args=(conn, out, gen), name=f"{name}-{gen}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._ready_fut), START_TIMEOUT)
+        except TimeoutError:
+            return False, f"writer did not report within {START_TIMEOUT:.0f} s", True
+
+    def _writer_lost(self) -> None:
+        """On the loop: the writer died while the gateway runs; restart it unless closing."""
+        if self._closed or self._loop is None or (self._supervisor and not self._supervisor.done()):
+            return
+        self._supervisor = self._loop.create_task(self._restart(), name="telemetry-writer-restart")
+
+    async def _restart(self) -> None:
+        if time.monotonic() - self._launched_at >= RESTART_STABLE:
+            self._restart_delay = RESTART_DELAY_INITIAL
+        while not self._closed:
+            delay = self._restart_delay
+            self._restart_delay = min(delay * 2, RESTART_DELAY_MAX)
+            # The old process must be gone (it owns the store directory) and its unacknowledged batches
+            # on disk (the new writer replays them) before the new one starts.
+            await asyncio.to_thread(self._reap)
+            await asyncio.to_thread(self._orphans_spilled.wait, CLOSE_TIMEOUT)
+            await asyncio.sleep(delay)
+            if self._closed:
+                return
+            if self._conn is not None:
+                self._conn.close()
+            self._restarts += 1
+            log.warning("restarting the telemetry writer (restart %d, after %.1f s)", self._restarts, delay)
+            ok, error, fatal = await self._launch()
+            if self._alive and not fatal:
+                if not ok:
+                    log.warning("restarted telemetry writer cannot reach the store yet (%s)", error)
+                return
+            log.error("telemetry writer restart failed: %s", error or "it exited")
+
+    def _reap(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:  # its socket closed but it did not exit: it cannot be trusted
+            log.error("telemetry writer (pid %d) lost its connection but still runs; killing it", proc.pid)
+            proc.kill()
+            proc.wait(timeout=10.0)
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
         parent, child = Pipe(duplex=True)
@@ -339,6 +434,8 @@ class Telemetry:
         n = len(records)
         pend = _Pending(uuid.uuid4().hex, time.time_ns(), self._gauges(n), records)
         with self._lock:
+            self._cut_seq += 1
+            pend.seq = self._cut_seq
             self._local["queued"] += n
             spill = not self._alive or self._held + n > self.config.queue_max_records
             if spill:
@@ -373,11 +470,9 @@ class Telemetry:
 
     # -- threads -------------------------------------------------------------------------------------
 
-    def _send_loop(self) -> None:
-        conn = self._conn
-        assert conn is not None
+    def _send_loop(self, conn: Connection, out: queue.SimpleQueue[Any], gen: int) -> None:
         while True:
-            item = self._out.get()
+            item = out.get()
             if isinstance(item, _Stop):
                 return
             try:
@@ -389,7 +484,7 @@ class Telemetry:
                 else:
                     conn.send_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             except OSError as exc:
-                self._writer_gone(f"cannot send to the writer: {exc}")
+                self._writer_gone(f"cannot send to the writer: {exc}", gen)
 
     def _send_batch(self, conn: Connection, pend: _Pending) -> None:
         recs = pend.records or []  # a batch is sent once, before anything swaps its records out
@@ -406,9 +501,7 @@ class Telemetry:
         with self._lock:
             pend.wire, pend.records = encoded, None
 
-    def _recv_loop(self) -> None:
-        conn = self._conn
-        assert conn is not None
+    def _recv_loop(self, conn: Connection, out: queue.SimpleQueue[Any], gen: int) -> None:
         reason = "writer process exited"
         while True:
             try:
@@ -419,7 +512,11 @@ class Telemetry:
                 reason = f"unreadable message from the writer: {exc}"
                 break
             self._dispatch(msg)
-        self._writer_gone("" if self._closing else reason)
+        self._writer_gone("" if self._closing else reason, gen)
+        out.put(_STOP)  # this writer's send thread ends; a new writer gets its own
+        if not self._closing and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed at interpreter exit
+                self._loop.call_soon_threadsafe(self._writer_lost)
 
     def _merge_counters(self, snapshot: dict[str, int]) -> None:
         # Snapshots travel from several writer threads (acks, replays, RPC replies) and may arrive out of
@@ -438,6 +535,13 @@ class Telemetry:
                 if pend is not None:
                     self._held -= pend.n
                 self._merge_counters(msg[3])
+        elif kind == "combined":
+            # Sent before the writer inserts or spools the combination: from now on it is one unit.
+            _, batch_id, member_ids = msg
+            with self._lock:
+                parts = tuple(p for i in member_ids if (p := self._unacked.pop(i, None)) is not None)
+                if parts:
+                    self._unacked[batch_id] = _Pending.combined(batch_id, parts)
         elif kind == "counters":
             with self._lock:
                 self._merge_counters(msg[1])
@@ -468,22 +572,34 @@ class Telemetry:
             with contextlib.suppress(RuntimeError):  # loop already closed at interpreter exit
                 self._loop.call_soon_threadsafe(apply)
 
-    def _writer_gone(self, reason: str) -> None:
+    def _writer_gone(self, reason: str, gen: int | None = None) -> None:
         """The writer cannot take more: spill what it has not acknowledged; fail waiting RPCs."""
         with self._lock:
+            if gen is not None and gen != self._generation:
+                return  # a writer already replaced
             was_alive = self._alive
             self._alive = False
             orphans = list(self._unacked.values())
             self._unacked.clear()
             self._held = 0
             self._spilling += len(orphans)
+            for pend in orphans:
+                pend.solo = True
+            if gen is not None:  # the next writer counts from zero
+                for key, value in self._writer_counters.items():
+                    self._past_writers[key] = self._past_writers.get(key, 0) + value
+                self._writer_counters = {}
+            spilled = threading.Event()
+            self._orphans_spilled = spilled
         if reason and was_alive:
             log.error("telemetry writer lost (%s); spooling %d unacknowledged batches on disk",
                       reason, len(orphans))
         for pend in orphans:
             self._spill_q.put(pend)
+        self._spill_q.put(spilled)
         for fut in list(self._rpc_futures.values()):
-            self._resolve(fut, None, StoreError(f"telemetry writer is not running ({reason or 'closed'})"))
+            self._resolve(fut, None,
+                          WriterUnavailable(f"telemetry writer is not running ({reason or 'closed'})"))
         for fut in (self._ready_fut, self._closed_fut):
             if fut is not None:
                 self._resolve(fut, (False, reason or "writer exited", True) if fut is self._ready_fut
@@ -494,6 +610,9 @@ class Telemetry:
             item = self._spill_q.get()
             if isinstance(item, _Stop):
                 return
+            if isinstance(item, threading.Event):  # everything queued before it is on disk
+                item.set()
+                continue
             try:
                 self._spill(item)
             finally:
@@ -512,12 +631,21 @@ class Telemetry:
         except Exception:  # statistics must never cost a record
             log.exception("request statistics failed for batch %s", pend.batch_id)
 
+    def _observe_spilled(self, pend: _Pending, batch: Batch) -> None:
+        """Fold a spilled batch into ``request_stats``: a combination part by part, since its parts were
+        each folded in when they were sent."""
+        if not pend.parts:
+            self._observe(pend, batch.records)
+            return
+        for part in pend.parts:
+            self._observe_spilled(part, part.to_batch(self._lock))
+
     def _spill(self, pend: _Pending) -> None:
         n = pend.n
         try:
             batch = pend.to_batch(self._lock)
-            self._observe(pend, batch.records)
-            ok = self.spool.append(batch)
+            self._observe_spilled(pend, batch)
+            ok = self.spool.append(batch, solo=pend.solo)
         except OSError as exc:
             log.error("telemetry spool write failed: %s", exc)
             ok = False

@@ -2,7 +2,8 @@
 
 Layout: one directory, one sealed segment file per batch, named so that a plain sort is arrival order::
 
-    <dir>/<time_ns:020d>-<pid>-<seq:08d>.seg      sealed, replayable
+    <dir>/<time_ns:020d>-<pid>-<seq:08d>-<batch_id>[.solo].seg   sealed, replayable
+    <dir>/replay.group                              the replay group being inserted (see below)
     <dir>/.tmp-...                                  being written (ignored; stale ones removed at open)
     <dir>/corrupt/                                  segments that failed their checksum (kept for inspection)
     <dir>/.lock                                     flock: serialises "check budget + write" between processes
@@ -21,7 +22,12 @@ and the writer process append here, so the budget check and the write happen und
 
 Replays cannot create duplicates: every batch carries its ``batch_id``, used as the ClickHouse
 ``insert_deduplication_token`` on every attempt, so a segment replayed twice (crash between insert and
-delete) is deduplicated by the store.
+delete) is deduplicated by the store.  The name carries the batch id and a ``.solo`` mark for a batch that
+may already have been inserted under its own id (its insert failed, or its writer died before
+acknowledging it): such a batch, or one whose id is in two segments, is only ever replayed alone under its
+own id.  Other segments may be replayed several per insert under one group token; the group (token and
+segment names) is sealed in ``replay.group`` before the insert and removed after its segments, so a crash
+at any point replays exactly the same group under the same token (see ``collectors.writer``).
 """
 
 from __future__ import annotations
@@ -59,6 +65,28 @@ class Segment:
     path: Path
     size: int
 
+    @property
+    def solo(self) -> bool:
+        """Replay alone under its batch id: it may already be in the store under that id."""
+        return self.path.name.endswith(SOLO_SUFFIX) or not self.batch_id
+
+    @property
+    def batch_id(self) -> str:
+        parts = self.path.name.removesuffix(SOLO_SUFFIX).removesuffix(".seg").split("-")
+        return parts[3] if len(parts) == 4 else ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayGroup:
+    """Segments replayed as one insert under ``token``; sealed on disk until they are removed."""
+
+    token: str
+    names: tuple[str, ...]
+
+
+SOLO_SUFFIX = ".solo.seg"
+GROUP_FILE = "replay.group"
+
 
 class SpoolCorrupt(Exception):
     """A segment failed its checksum or could not be decoded."""
@@ -78,15 +106,19 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def append(self, batch: Batch) -> bool:
-        """Seal ``batch`` as a new segment.  False (nothing written) when it does not fit in the budget."""
+    def append(self, batch: Batch, *, solo: bool = False) -> bool:
+        """Seal ``batch`` as a new segment.  False (nothing written) when it does not fit in the budget.
+
+        ``solo``: the batch may already be in the store under its id, so it must be replayed alone."""
         payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
         data = _HEADER.pack(MAGIC, zlib.crc32(payload), len(payload)) + payload
         with self._exclusive():
             if self.bytes_used() + len(data) > self.max_bytes:
                 return False
             self._seq += 1
-            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:08d}.seg"
+            safe_id = "".join(c for c in batch.batch_id if c.isalnum())
+            suffix = SOLO_SUFFIX if solo or safe_id != batch.batch_id else ".seg"
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:08d}-{safe_id}{suffix}"
             tmp = self.dir / f".tmp-{name}"
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -136,6 +168,31 @@ class Spool:
 
     def remove(self, seg: Segment) -> None:
         seg.path.unlink(missing_ok=True)
+
+    def write_group(self, group: ReplayGroup) -> None:
+        """Seal the replay group before its insert (one small fsynced file per group insert)."""
+        data = pickle.dumps((group.token, list(group.names)), protocol=pickle.HIGHEST_PROTOCOL)
+        tmp = self.dir / f".tmp-{GROUP_FILE}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.dir / GROUP_FILE)
+        self._fsync_dir()
+
+    def read_group(self) -> ReplayGroup | None:
+        """The group whose insert may have happened, or None; an unreadable file counts as none (it is
+        only sealed complete, by rename)."""
+        try:
+            token, names = pickle.loads((self.dir / GROUP_FILE).read_bytes())
+        except FileNotFoundError:
+            return None
+        except Exception:
+            return None
+        return ReplayGroup(str(token), tuple(str(n) for n in names))
+
+    def clear_group(self) -> None:
+        (self.dir / GROUP_FILE).unlink(missing_ok=True)
 
     def quarantine(self, seg: Segment) -> Path:
         """Move an unreadable segment aside so replay can continue; returns where it went."""

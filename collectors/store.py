@@ -22,6 +22,10 @@ class StoreError(Exception):
     """The store could not be opened or a statement failed."""
 
 
+class WriterUnavailable(StoreError):
+    """No process owns the store right now (the telemetry writer is down or restarting): try again later."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueryResult:
     columns: tuple[str, ...]

@@ -6,11 +6,19 @@ sends them here; this process inserts the records (ClickHouse builds the span ro
 ``collectors.rows.insert_calls``) and per-batch metric points with the batch id as
 ``insert_deduplication_token`` and acknowledges each batch once it is in the store or in the spool.
 
+Exactly once across a crash: the deduplication token of every insert is the id of the unit that the gateway
+and the spool hold for it.  Batches inserted together are combined under a new id, and the writer tells the
+gateway (``("combined", new_id, member_ids)``) before the insert or spool write: the gateway then holds the
+combination, not its members, so if this process dies before acknowledging, the gateway spills the same
+records under the same id, and a replay is dropped by deduplication (in every materialized view too).
+
 Failure handling (all in this process):
-- an insert fails → the batch goes to the on-disk spool and the store is retried with exponential backoff;
-  while backing off, new batches go straight to the spool;
-- once an insert succeeds again, the spool is replayed oldest-first, one segment between live batches;
-  every spooled batch keeps its id, so a replay the store already has is dropped by deduplication;
+- an insert fails → the batch goes to the on-disk spool (marked solo: it may be in the store under its id)
+  and the store is retried with exponential backoff; while backing off, new batches go straight to the spool;
+- once an insert succeeds again, the spool is replayed oldest-first, several segments per insert and for up
+  to ``REPLAY_SLICE`` seconds between live batches.  A solo segment is replayed alone under its own id;
+  other segments are grouped under a group token sealed on disk before the insert (``Spool.write_group``),
+  so a crash at any point replays the same group under the same token;
 - a batch that does not fit in the spool budget is dropped, counted and logged (one line per drop);
 - an insert rejected for the batch's content (not the store's availability) is no outage: the batch is
   split to isolate the rejected records, the rest is stored, and those go to the dead-letter file
@@ -25,7 +33,13 @@ by ``n_chunks`` raw messages, each a pickled list of record tuples; ``("rpc", re
 query / command / insert / ping / status; ``("flush",)`` (insert held batches now); ``("close",)``.
 writer → gateway: ``("ready", ok, error, fatal)``; ``("ack", batch_id, outcome, counters)`` with outcome in
 written (an isolated batch too) / spooled / dropped; ``("counters", counters)`` after a replay;
-``("rpc", req_id, ok, result_or_error)``; ``("closed", counters)``.
+``("rpc", req_id, ok, result_or_error)``; ``("closed", counters)``; ``("combined", batch_id, member_ids)``
+before a combined insert.
+
+Fault injection for crash tests: when ``LOOMGATE_WRITER_EXIT_AFTER_INSERT`` names a file and that file
+exists after an insert succeeded (live or replay), the writer removes the file and exits at once
+(``os._exit``), before acknowledging the batch or removing the replayed segments.  Unset (the default), or
+naming a file that does not exist, it does nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +66,7 @@ from typing import Any
 from collectors.deadletter import DEAD_LETTER_FILE, DeadLetterFile, Isolation, is_content_error, isolate
 from collectors.metrics import MetricRows, batch_metric_rows, gauge_rows, pipeline_rows, project
 from collectors.record import CallRecord
+from collectors.replay import Replay, ReplayPlanner
 from collectors.rows import (
     METRIC_GAUGE_COLUMNS,
     METRIC_HISTOGRAM_COLUMNS,
@@ -62,7 +77,7 @@ from collectors.rows import (
     insert_calls,
     insert_settings,
 )
-from collectors.spool import Batch, Segment, Spool, SpoolCorrupt
+from collectors.spool import Batch, Spool
 from collectors.store import Store, StoreError, redact_dsn
 from gateway.config import TelemetryConfig
 
@@ -72,7 +87,10 @@ PIPELINE_ROWS_EVERY = 1.0  # seconds between pipeline-counter snapshots
 GC_EVERY = 30.0  # seconds between explicit garbage collections
 MAX_INSERT_RECORDS = 100_000  # waiting batches are combined into one insert up to this many records
 SPOOL_RECORD_BYTES = 250  # a record's size in the spool until one was measured
+MAX_REPLAY_RECORDS = 50_000  # spooled records per replay insert (collectors.replay)
+REPLAY_SLICE = 0.5  # seconds of replay between live batches while live batches wait
 _IDLE_TICK = 0.2
+EXIT_AFTER_INSERT_ENV = "LOOMGATE_WRITER_EXIT_AFTER_INSERT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +130,8 @@ class Writer:
         self.retry_at = 0.0
         self.backoff = settings.backoff_initial
         self.counters = {"written": 0, "spooled": 0, "dropped": 0, "replayed": 0, "dead_lettered": 0,
-                         "received": 0}
+                         "received": 0,
+                         "replay_ms": 0}  # wall time spent replaying (reading, inserting, removing)
         self.dead_letter = DeadLetterFile(Path(self.t.data_dir).resolve() / DEAD_LETTER_FILE,
                                           self.t.dead_letter_max_bytes)
         # Since when spooled records have waited with nothing reaching the store (monotonic; None: none wait)
@@ -124,6 +143,8 @@ class Writer:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="writer-rpc")
         self._last_pipeline = 0.0
         self._carry: Batch | None = None  # taken from the inbox but left for the next insert
+        self.replays = ReplayPlanner(self.spool, MAX_REPLAY_RECORDS)
+        self._backlog = bool(self.spool.segments())  # segments waiting: replay instead of idling
         self._spool_record_bytes = SPOOL_RECORD_BYTES
         self._last_gc = time.monotonic()
         self.otlp: Any = None
@@ -249,7 +270,7 @@ class Writer:
             if not over:
                 self._mem_records += n
         if over:  # the store is too slow: keep memory bounded, the spool replays it later
-            self._spool(batch, [batch])
+            self._spool(batch)
         else:
             self.inbox.put(batch)
 
@@ -270,7 +291,7 @@ class Writer:
         cap = min(MAX_INSERT_RECORDS, self._spool_room())
         while n < cap:
             wait = 0.0
-            if n < self.t.insert_min_records and not self.retry_at:
+            if n < self.t.insert_min_records and not self.retry_at and not self._backlog:
                 wait = deadline - time.monotonic()
             try:
                 item = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
@@ -291,28 +312,36 @@ class Writer:
     def _handle(self, group: list[Batch]) -> None:
         n = sum(len(b.records) for b in group)
         try:
+            batch = self._unit(group)
             if time.monotonic() < self.retry_at:
-                for b in group:
-                    self._spool(b, [b])
+                self._spool(batch)  # never tried: may be replayed in a group
                 return
-            # A combined batch gets its own id; if it fails it is spooled as one unit under that id, so a
-            # replay deduplicates against whatever part of it the store already took.
-            batch = group[0] if len(group) == 1 else combine(group)
             try:
                 self._write(batch)
             except Exception as exc:
                 if not (is_content_error(exc) and self._isolate(batch, exc)):
                     self._fail(exc)
-                    self._spool(batch, group)
+                    # Part of it may be in the store under its id: replayed alone, under that id.
+                    self._spool(batch, solo=True)
                     return
             else:
                 self._count("written", n)
+            _exit_if_asked()
             self._recovered()
-            for b in group:
-                self._ack(b, "written")
+            self._ack(batch, "written")
         finally:
             with self._lock:
                 self._mem_records -= n
+
+    def _unit(self, group: list[Batch]) -> Batch:
+        """The one batch ``group`` is inserted or spooled as.  A combination gets a new id, announced to the
+        gateway before anything is written under it, so the gateway spills the same unit if this process
+        dies before acknowledging it."""
+        if len(group) == 1:
+            return group[0]
+        batch = combine(group)
+        self._send(("combined", batch.batch_id, [b.batch_id for b in group]))
+        return batch
 
     def _write(self, batch: Batch) -> None:
         """Insert the batch (and/or export it over OTLP); raises on any failure."""
@@ -348,11 +377,11 @@ class Writer:
         """Records the spool could still take, by the size records had there lately."""
         return max(0, self.spool.max_bytes - self.spool.bytes_used()) // self._spool_record_bytes
 
-    def _spool(self, batch: Batch, acks: Sequence[Batch]) -> None:
-        """Spool ``batch``, then acknowledge the gateway batches it is made of."""
+    def _spool(self, batch: Batch, *, solo: bool = False) -> None:
+        """Spool ``batch``, then acknowledge it."""
         n = len(batch.records)
         before = self.spool.bytes_used()
-        if self.spool.append(batch):
+        if self.spool.append(batch, solo=solo):
             if n:
                 self._spool_record_bytes = max(1, (self.spool.bytes_used() - before) // n)
             self._count("spooled", n)
@@ -365,8 +394,7 @@ class Writer:
             log.error("telemetry spool full (budget %d bytes in %s): dropped a batch of %d records "
                       "(%d dropped since start)", self.spool.max_bytes, self.spool.dir, n, total)
             outcome = "dropped"
-        for b in acks:
-            self._ack(b, outcome)
+        self._ack(batch, outcome)
 
     def _fail(self, exc: BaseException) -> None:
         if self.healthy or not self.store_error:
@@ -447,24 +475,24 @@ class Writer:
     def _tick(self) -> float:
         if self.retry_at:
             return max(0.0, min(_IDLE_TICK, self.retry_at - time.monotonic()))
-        return _IDLE_TICK
+        return 0.0 if self._backlog else _IDLE_TICK
 
     def _maybe_replay(self) -> None:
-        if time.monotonic() < self.retry_at:
-            return
-        seg = self.spool.oldest()
-        if seg is not None:
-            self._replay(seg)
+        """Replay for up to REPLAY_SLICE seconds, then give waiting live batches their turn."""
+        deadline = time.monotonic() + REPLAY_SLICE
+        while time.monotonic() >= self.retry_at:
+            unit = self.replays.next()
+            self._backlog = unit is not None
+            if unit is None or not self._replay(unit):
+                return
+            if time.monotonic() >= deadline and not self.inbox.empty():
+                return
 
-    def _replay(self, seg: Segment) -> None:
-        try:
-            batch = self.spool.read(seg)
-        except SpoolCorrupt as exc:
-            dest = self.spool.quarantine(seg)
-            log.error("unreadable spool segment moved to %s (its records are lost): %s", dest, exc)
-            return
-        except FileNotFoundError:
-            return
+    def _replay(self, unit: Replay) -> bool:
+        """Insert one replay unit; True when it is in the store (records rejected for their content
+        dead-lettered) and its segments are gone."""
+        started = time.monotonic()
+        batch = unit.batches[0] if len(unit.batches) == 1 else combine(unit.batches, unit.token)
         done: Isolation | None = None
         try:
             self._write(batch)
@@ -472,17 +500,23 @@ class Writer:
             done = self._isolation(batch, exc) if is_content_error(exc) else None
             if done is None:
                 self._fail(exc)
-                return
+                return False
+        _exit_if_asked()
         n = len(batch.records)
         with self._lock:  # status() must never see the segment gone but its records not yet counted
-            self.spool.remove(seg)
+            for seg in unit.segments:
+                self.spool.remove(seg)
             if done is None:
                 self.counters["written"] += n
                 self.counters["replayed"] += n
+            self.counters["replay_ms"] += int((time.monotonic() - started) * 1000)
+        if len(unit.segments) > 1:
+            self.spool.clear_group()
         if done is not None:
             self._settle(batch, done, replayed=True)
         self._recovered()
         self._send(("counters", self.snapshot()))
+        return True
 
     def _maybe_collect_garbage(self) -> None:
         # Automatic GC is off in this process (see main): a batch allocates ~10 container objects per row
@@ -598,16 +632,26 @@ class Writer:
 EARLIER_GAUGES = "earlier_snapshots"  # key of a combined batch's gauges: [(cut_ns, snapshot), ...]
 
 
-def combine(group: Sequence[Batch]) -> Batch:
-    """One batch (new id) holding the records of several.  Its gauges are the latest snapshot, and the
-    earlier ones (each with the time it was taken) travel along so every sample still becomes a row."""
+def _exit_if_asked() -> None:
+    """The crash-test fault injection described in the module docstring."""
+    flag = os.environ.get(EXIT_AFTER_INSERT_ENV)
+    if flag and os.path.exists(flag):
+        with contextlib.suppress(OSError):
+            os.unlink(flag)
+        os._exit(86)
+
+
+def combine(group: Sequence[Batch], batch_id: str | None = None) -> Batch:
+    """One batch holding the records of several, under ``batch_id`` (a new one by default).  The same group
+    and id always give the same batch.  Its gauges are the latest snapshot, and the earlier ones (each with
+    the time it was taken) travel along so every sample still becomes a row."""
     records = [r for b in group for r in b.records]
     earlier: list[tuple[int, dict[str, Any]]] = []
     for b in group:
         earlier.extend(b.gauges.get(EARLIER_GAUGES, ()))
         earlier.append((b.cut_ns, {k: v for k, v in b.gauges.items() if k != EARLIER_GAUGES}))
     last_ns, last = earlier.pop()
-    return Batch(uuid.uuid4().hex, last_ns, records, {**last, EARLIER_GAUGES: earlier})
+    return Batch(batch_id or uuid.uuid4().hex, last_ns, records, {**last, EARLIER_GAUGES: earlier})
 
 
 def _one_line(exc: BaseException) -> str:

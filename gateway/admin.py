@@ -27,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from collectors import querylib
+from collectors.store import WriterUnavailable
 from gateway import admin_kpi, admin_metrics, admin_sla, errors
 from gateway.admin_telemetry import telemetry_unwritten
 from gateway.app import PROXY_KEY
@@ -112,14 +113,17 @@ class BadQueryParameter(errors.BadRequest):
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's HTTP errors (404, 405, 400 …), the gateway's errors and bad query parameters (400) as the
-    gateway's JSON errors: the one place the admin listener maps failures to answers."""
+    """aiohttp's HTTP errors (404, 405, 400 …), the gateway's errors, bad query parameters (400) and an
+    unavailable store (503) as the gateway's JSON errors: the one place the admin listener maps failures to
+    answers."""
     try:
         return await handler(request)
     except errors.GatewayError as exc:
         return _json_error(exc, request)
     except querylib.QueryParamError as exc:
         return _json_error(BadQueryParameter(str(exc)), request)
+    except WriterUnavailable as exc:  # the writer is restarting: the store answers again shortly
+        return _json_error(admin_sla.StoreUnavailable(f"telemetry store unavailable: {exc}"), request)
     except web.HTTPException as exc:
         if exc.status < 400 or (exc.content_type or "").endswith("json"):
             raise
@@ -242,7 +246,7 @@ async def stats(request: web.Request) -> web.Response:
         },
     }
     if services.telemetry is not None:
-        body["telemetry"] = services.telemetry.counters()
+        body["telemetry"] = {**services.telemetry.counters(), "writer_pid": services.telemetry.writer_pid}
     return web.json_response(body)
 
 

@@ -78,7 +78,7 @@ async def test_mixed_records_become_exact_span_and_metric_rows(tmp_path: Path, k
             assert list(bounds) == list(DURATION_BUCKETS)
             assert not {"partner.id", "artisan.id", "url.path"} & set(keys)  # low cardinality only
         assert tel.counters() == {"queued": 2000, "written": 2000, "spooled": 0, "dropped": 0, "replayed": 0,
-                                  "dead_lettered": 0}
+                                  "dead_lettered": 0, "replay_ms": 0, "writer_restarts": 0}
     finally:
         await tel.close()
 
