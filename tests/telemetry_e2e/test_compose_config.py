@@ -28,6 +28,7 @@ async def test_compose_gateway_config_writes_spans_and_metrics(
 ) -> None:
     monkeypatch.setenv("CLICKHOUSE_USER", "u")
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "p")
+    monkeypatch.setenv("LOOMGATE_ADMIN_TOKEN", "compose-test-admin-token-0123456789")
     config = load_config(ROOT / "config" / "docker-gateway.yaml")
     ups = {u.name: await upstream_server(RecordingUpstream()) for u in config.upstreams}
     # Only addresses change: loopback listeners and upstreams, an embedded store for the server's DSN.

@@ -161,6 +161,7 @@ def test_readme_scrape_job_targets_the_compose_gateways_admin_listener(
     (job,) = [yaml.safe_load(b)["scrape_configs"][0] for b in blocks if "scrape_configs" in b]
     monkeypatch.setenv("CLICKHOUSE_USER", "u")
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "p")
+    monkeypatch.setenv("LOOMGATE_ADMIN_TOKEN", "compose-test-admin-token-0123456789")
     config = load_config(root / "config" / "docker-gateway.yaml")
     services = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]
     host, port = job["static_configs"][0]["targets"][0].rsplit(":", 1)
