@@ -67,9 +67,8 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
 
 
 def _fmt(v: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v / 1000:g}k"
-    return f"{v:g}"
+    # the full number, never "30k": the axis unit (ms, s) is written once and must read as such
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"
 
 
 def _time_label(t: float, span: float) -> str:
@@ -81,7 +80,8 @@ def line_chart(series: Sequence[Series], *, x_range: tuple[float, float], width:
                y_label: str = "", threshold: float | None = None, threshold_label: str = "",
                time_axis: bool = True, css_class: str = "chart", markers: bool = False) -> str:
     """Lines over a shared x axis (epoch seconds when ``time_axis``), optional dashed threshold line."""
-    left, right, top, bottom = 48, 12, 10, 22
+    left, right, bottom = 48, 12, 22
+    top = 22 if y_label else 10  # room for the unit above the axis, clear of the top tick label
     pw, ph = width - left - right, height - top - bottom
     x0, x1 = x_range
     if x1 <= x0:
@@ -105,7 +105,8 @@ def line_chart(series: Sequence[Series], *, x_range: tuple[float, float], width:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9ee"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(t)}</text>')
     if y_label:
-        out.append(f'<text x="4" y="{top + 8}" {FONT}>{escape(y_label)}</text>')
+        out.append(f'<text class="axis-label" x="{left - 6}" y="11" text-anchor="end" {FONT}>'
+                   f'{escape(y_label)}</text>')
     for i in range(5):
         x = x0 + (x1 - x0) * i / 4
         label = _time_label(x, x1 - x0) if time_axis else _fmt(x)
