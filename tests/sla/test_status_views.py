@@ -44,7 +44,8 @@ FACTS = """JSON.stringify({
   innerWidth: window.innerWidth,
 })"""
 
-OVERFLOW = """JSON.stringify({scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+OVERFLOW = """JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
   nav: [...document.querySelectorAll('nav.site a')].map(a => a.getAttribute('href'))})"""
 
 
@@ -142,7 +143,8 @@ async def _follow_links(browser: Any, gw: Any, tmp_path: Path) -> None:
     for there in ("/insights", "/", "/status"):
         selector = json.dumps(f'nav.site a[href="{there}"]')
         await browser.evaluate(f"document.querySelector({selector}).click(); true")
-        await browser.wait_for(f"location.pathname === {json.dumps(there)} && document.readyState === 'complete'"
+        await browser.wait_for(f"location.pathname === {json.dumps(there)}"
+                               " && document.readyState === 'complete'"
                                " && document.querySelector('nav.site') !== null", 60)
         f = json.loads(await browser.evaluate(OVERFLOW))
         assert f["nav"] == ["/status", "/insights", "/"]
