@@ -25,14 +25,15 @@ TOKEN = "admin-secret"
 WIDTHS = ((1400, 1000, False, "desktop"), (390, 844, True, "phone"))
 
 FACTS = """JSON.stringify({
-  banner: document.querySelector('[data-role=summary]').dataset.state,
+  banner: [...document.querySelector('[data-role=summary]').classList].find(
+      c => ['up', 'degraded', 'down'].includes(c)),
   bannerText: document.querySelector('[data-role=summary]').textContent.trim(),
   bannerColour: getComputedStyle(document.querySelector('[data-role=summary]')).backgroundColor,
   status: document.querySelector('section.card').dataset.status,
   state: document.querySelector('section.card').dataset.state,
   budget: document.querySelector('[data-metric=budget_remaining_pct]').textContent.trim(),
-  meter: document.querySelector('.meter span').getBoundingClientRect().width
-         <= document.querySelector('.meter').getBoundingClientRect().width,
+  meter: (m => m !== null && m.querySelector('span').getBoundingClientRect().width
+         <= m.getBoundingClientRect().width)(document.querySelector('.meter')),
   lag: document.querySelector('[data-metric=sync_lag_p95_ms]').textContent.trim(),
   axes: [...document.querySelectorAll('svg.chart text.axis-label')].map(t => t.textContent),
   ticks: [...document.querySelectorAll('svg.chart text')].map(t => t.textContent),
