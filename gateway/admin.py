@@ -310,7 +310,8 @@ async def index(request: web.Request) -> web.Response:
             for resource in request.app.router.resources()
             if "path" in (info := resource.get_info())
             and any(route.method in ("GET", "*") for route in resource)
-            and info["path"] not in ("/", "/login")
+            and info["path"] not in ("/", "/login", "/status", "/insights")  # pages: linked above the list
+            and not info["path"].startswith(PUBLIC_PREFIXES)
         }
     )
     return pages.response("index.html", paths=paths, current="API")
