@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import html
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,7 +27,7 @@ from yarl import URL
 
 from collectors import querylib
 from collectors.store import WriterUnavailable
-from gateway import admin_kpi, admin_metrics, admin_sla, errors
+from gateway import admin_kpi, admin_metrics, admin_sla, errors, pages
 from gateway.admin_telemetry import telemetry_unwritten
 from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
@@ -252,28 +251,6 @@ async def stats(request: web.Request) -> web.Response:
 
 # --------------------------------------------------------------------------------------------- login
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Loomgate admin: sign in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}
-label,input,button{{display:block;width:100%;margin:.4rem 0}}input,button{{padding:.5rem;font-size:1rem}}
-.err{{color:#b00020}}</style></head>
-<body><h1>Loomgate admin</h1>{message}
-<form method="post" action="/login">
-<label for="token">Admin token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
-<input type="hidden" name="next" value="{next}">
-<button type="submit">Sign in</button>
-</form></body></html>
-"""
-
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Loomgate admin</title></head>
-<body><h1>Loomgate admin</h1><ul>{items}</ul>
-<form method="post" action="/logout"><button type="submit">Sign out</button></form></body></html>
-"""
-
-
 def _safe_next(value: str | None) -> str:
     """Only same-site absolute paths: no scheme, no host, no '//' or backslash tricks."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -284,14 +261,8 @@ def _safe_next(value: str | None) -> str:
 
 
 def _login_page(next_path: str, message: str = "", status: int = 200) -> web.Response:
-    msg = f'<p class="err">{html.escape(message)}</p>' if message else ""
-    resp = web.Response(
-        text=_PAGE.format(message=msg, next=html.escape(_safe_next(next_path))),
-        content_type="text/html",
-        status=status,
-    )
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return pages.response("login.html", status=status, message=message, next_path=_safe_next(next_path),
+                          signed_in=False)
 
 
 def _see_other(location: str) -> web.Response:
@@ -343,11 +314,11 @@ async def index(request: web.Request) -> web.Response:
             for resource in request.app.router.resources()
             if "path" in (info := resource.get_info())
             and any(route.method in ("GET", "*") for route in resource)
-            and info["path"] not in ("/", "/login")
+            and info["path"] not in ("/", "/login", "/status", "/insights")  # pages: linked above the list
+            and not info["path"].startswith(PUBLIC_PREFIXES)
         }
     )
-    items = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths)
-    return web.Response(text=_INDEX.format(items=items), content_type="text/html")
+    return pages.response("index.html", paths=paths, current="API")
 
 
 # ------------------------------------------------------------------------------------ response headers

@@ -2,12 +2,10 @@
 
 The gateway keeps serving while the store is down (records wait in the spool), so "the store answers" is
 not enough: records spooled longer than ``telemetry.unwritten_alert_after`` with nothing reaching the store
-mean the tables are falling behind.  One check, shown by both.
+mean the tables are falling behind.  One check, shown by both (the page's banner: ``status.html``).
 """
 
 from __future__ import annotations
-
-from html import escape
 
 from gateway.services import Services
 
@@ -23,9 +21,3 @@ async def telemetry_unwritten(services: Services) -> str | None:
         return f"telemetry writer status unavailable: {type(exc).__name__}"
     return problem
 
-
-def unwritten_banner(problem: str | None) -> str:
-    """The status page's warning line (empty when telemetry is written)."""
-    if not problem:
-        return ""
-    return f'<div class="summary down" data-role="telemetry-unwritten">{escape(problem)}</div>'

@@ -67,9 +67,8 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
 
 
 def _fmt(v: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v / 1000:g}k"
-    return f"{v:g}"
+    # the full number, never "30k": the axis unit (ms, s) is written once and must read as such
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"
 
 
 def _time_label(t: float, span: float) -> str:
@@ -81,7 +80,8 @@ def line_chart(series: Sequence[Series], *, x_range: tuple[float, float], width:
                y_label: str = "", threshold: float | None = None, threshold_label: str = "",
                time_axis: bool = True, css_class: str = "chart", markers: bool = False) -> str:
     """Lines over a shared x axis (epoch seconds when ``time_axis``), optional dashed threshold line."""
-    left, right, top, bottom = 48, 12, 10, 22
+    left, right, bottom = 48, 12, 22
+    top = 22 if y_label else 10  # room for the unit above the axis, clear of the top tick label
     pw, ph = width - left - right, height - top - bottom
     x0, x1 = x_range
     if x1 <= x0:
@@ -105,7 +105,8 @@ def line_chart(series: Sequence[Series], *, x_range: tuple[float, float], width:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e9ee"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_fmt(t)}</text>')
     if y_label:
-        out.append(f'<text x="4" y="{top + 8}" {FONT}>{escape(y_label)}</text>')
+        out.append(f'<text class="axis-label" x="{left - 6}" y="11" text-anchor="end" {FONT}>'
+                   f'{escape(y_label)}</text>')
     for i in range(5):
         x = x0 + (x1 - x0) * i / 4
         label = _time_label(x, x1 - x0) if time_axis else _fmt(x)
@@ -165,3 +166,96 @@ def _segments(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[f
     if cur:
         segs.append(cur)
     return segs
+
+
+# ------------------------------------------------------------------------------------ Insights charts
+
+
+def _span(values: Sequence[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-12:
+        return (max(lo - 1, 0.0) if lo >= 0 else lo - 1), hi + 1
+    pad = (hi - lo) * 0.05
+    # Rates, latencies and lags are never negative: padding must not invent negative axis values.
+    return (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
+
+
+def _fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float] | None:
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return my - b * mx, b
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def scatter_plot(points: Sequence[tuple[float, float]], x_label: str, y_label: str, *, width: int = 300,
+                 height: int = 210) -> str:
+    """Dots with both axes labelled (quantity and unit), min/max ticks and a least-squares line."""
+    left, bottom, top, right = 52, 34, 10, 10
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = _span(xs)
+    y0, y1 = _span(ys)
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    base, mid_y = height - bottom, (top + height - bottom) / 2
+    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5"/>' for x, y in points)
+    fit = _fit(xs, ys)
+    line = "" if fit is None else (
+        f'<line class="fit" x1="{sx(x0):.1f}" y1="{sy(fit[0] + fit[1] * x0):.1f}" x2="{sx(x1):.1f}" '
+        f'y2="{sy(fit[0] + fit[1] * x1):.1f}" stroke="#b3261e" stroke-width="1.5"/>')
+    return (
+        f'<svg role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(x_label)} vs {escape(y_label)}">'
+        f'<g stroke="#8895a7"><line x1="{left}" y1="{base}" x2="{width - right}" y2="{base}"/>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}"/></g>'
+        f'<g fill="#2f6fb3" fill-opacity="0.6">{dots}</g>{line}'
+        f'<g font-size="9" fill="#5a6675"><text x="{left}" y="{base + 11}">{_num(x0)}</text>'
+        f'<text x="{width - right}" y="{base + 11}" text-anchor="end">{_num(x1)}</text>'
+        f'<text x="{left - 3}" y="{base}" text-anchor="end">{_num(y0)}</text>'
+        f'<text x="{left - 3}" y="{top + 8}" text-anchor="end">{_num(y1)}</text></g>'
+        f'<g font-size="10" fill="#1f2733">'
+        f'<text class="x-label" x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">'
+        f'{escape(x_label)}</text>'
+        f'<text class="y-label" x="12" y="{mid_y}" text-anchor="middle" transform="rotate(-90 12 {mid_y})">'
+        f'{escape(y_label)}</text></g></svg>')
+
+
+def before_after_bars(groups: Sequence[tuple[str, float, float]], *, unit: str = "%", width: int = 300,
+                      height: int = 190) -> str:
+    """Grouped before/after bars (grey = before, blue = after), values in ``unit`` above the bars."""
+    left, bottom, top = 10, 34, 16
+    top_value = max([max(b, a) for _, b, a in groups] + [1e-9])
+    slot = (width - 2 * left) / max(len(groups), 1)
+    bar_w = slot / 3
+    parts = [f'<text class="y-label" x="{left}" y="10" font-size="9" fill="#5a6675">values in '
+             f'{escape(unit)}</text>']
+    for i, (label, before, after) in enumerate(groups):
+        x = left + i * slot + slot / 6
+        pair = ((before, "#9aa5b4", "before"), (after, "#2f6fb3", "after"))
+        for j, (value, colour, cls) in enumerate(pair):
+            h = value / top_value * (height - top - bottom)
+            bx, y = x + j * bar_w, height - bottom - h
+            parts.append(f'<rect class="{cls}" x="{bx:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
+                         f'height="{h:.1f}" fill="{colour}"/><text x="{bx + bar_w / 2 - 1:.1f}" '
+                         f'y="{y - 3:.1f}" font-size="9" text-anchor="middle">{value:.1f}</text>')
+        parts.append(f'<text class="x-label" x="{x + bar_w:.1f}" y="{height - bottom + 13}" font-size="10" '
+                     f'text-anchor="middle">{escape(label)}</text>')
+    legend = (f'<g font-size="9"><rect x="{left}" y="{height - 12}" width="8" height="8" fill="#9aa5b4"/>'
+              f'<text x="{left + 11}" y="{height - 5}">before</text><rect x="{left + 50}" y="{height - 12}" '
+              f'width="8" height="8" fill="#2f6fb3"/><text x="{left + 61}" y="{height - 5}">after</text></g>')
+    return (f'<svg role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'xmlns="http://www.w3.org/2000/svg" aria-label="before and after">'
+            f'{"".join(parts)}{legend}</svg>')

@@ -283,6 +283,17 @@ async def wait_for_spans(store: Any, expected: int, start: datetime, service: st
     return count
 
 
+SUMMARY_LEGEND = (
+    "errors = err_gateway + err_upstream + err_client (who failed: the gateway refused or failed the call,\n"
+    "the upstream failed, or the partner stalled); status_4xx / status_5xx / aborted count answers by HTTP\n"
+    "status, errors or not (an upstream's own 4xx passed through, such as 404, is not an error).")
+SCORECARD_LEGEND = (
+    "integration uptime is probe uptime: the time every upstream's health checks found it up, over the\n"
+    "scorecard's window (the last 30 days, generated history included). The SLA report above counts the\n"
+    "demo's run only, per SLA, and its request availability also counts failed requests, so the two can\n"
+    "disagree: an upstream can answer its health check while requests through it fail.")
+
+
 def _heading(title: str, out: TextIO) -> None:
     print(f"\n== {title} " + "=" * max(3, 72 - len(title)), file=out)
 
@@ -294,6 +305,7 @@ async def print_summary(store: Any, start: datetime, end: datetime, service: str
     result = await run_query(store, "demo_summary", {"start": start.isoformat(), "end": end.isoformat()})
     _heading("Calls per route and partner (SQL over the call rollup: queries/demo_summary.sql)", out)
     print(render(result, "table"), file=out, end="")
+    print(SUMMARY_LEGEND, file=out)
     lag = await run_query(store, "demo_sync_lag", {"start": start.isoformat(), "end": end.isoformat(),
                                                    "service": service, "target_s": "5"})
     _heading("Inventory sync lag per artisan, target < 5 s (queries/demo_sync_lag.sql)", out)
@@ -342,6 +354,8 @@ async def print_insights(store: Any, out: TextIO) -> None:
             title += f", {first['tests']} tests, FDR {100 * first['fdr']:g} %"
         _heading(f"{title} (queries/{name}.sql)", out)
         print(querylib.render(result, "table"), file=out, end="")
+        if name == "benchmark_scorecard":
+            print(SCORECARD_LEGEND, file=out)
 
 
 KPI_MARKER = ".demo-kpi-history"  # in the data dir: the history is generated once per data directory

@@ -9,7 +9,9 @@
 -- formula: repeat purchase = buyers with 2+ orders ÷ buyers with 1+ (marketplace-wide, by buyer)
 -- formula: loyalty engagement = members active (earn/redeem) in the window ÷ members enrolled by its end
 -- formula: integration uptime = 1 − Σ check interval while DOWN ÷ Σ check interval over every upstream's
---   health checks; without checks, 1 − upstream-caused failed calls ÷ calls
+--   health checks (probe uptime); without checks, 1 − upstream-caused failed calls ÷ calls
+-- note: probe uptime is not the SLA report's request availability: an upstream can answer its health
+--   check while requests through it fail, so the two may disagree; the basis column says which was used.
 -- note: KPI tables read with FINAL; calls from the per-day rollup loomgate_calls_1d for whole UTC days and
 --   loomgate_calls_1m for the partial days at the window's edges.
 -- param: start DateTime64(3, 'UTC') = -30d   -- start of the window (inclusive)
@@ -98,7 +100,8 @@ WITH
                multiIf(u.checked_s > 0, 100 * (1 - u.down_s / u.checked_s),
                        l.n_calls > 0, 100 * (1 - l.n_upstream_errors / l.n_calls), NULL) AS up_actual, '%',
                if(up_actual IS NULL, NULL, up_actual >= 99.9),
-               multiIf(u.checked_s > 0, concat('health checks over ', toString(round(u.checked_s / 3600, 1)), ' h'),
+               multiIf(u.checked_s > 0, concat('probe uptime: health checks over ', toString(round(u.checked_s / 3600, 1)),
+                                               ' h (failed requests are in the SLA report)'),
                        l.n_calls > 0, concat(toString(l.n_calls), ' calls (no health checks)'), 'no data')
         FROM uptime AS u CROSS JOIN lag AS l
     )

@@ -1,8 +1,12 @@
 -- name: demo_summary
--- answers: Per route and partner over a window: calls, client errors (4xx), server errors (5xx or an
---   aborted response), errors by source (gateway / upstream), median and 95th-percentile latency, and the
---   95th-percentile inventory sync lag where it was measured.
--- formula: error rate = calls with an error source / all calls
+-- answers: Per route and partner over a window: calls, errors split by who failed (gateway / upstream /
+--   client), responses by HTTP status class, median and 95th-percentile latency, and the 95th-percentile
+--   inventory sync lag where it was measured.
+-- formula: errors = err_gateway + err_upstream + err_client (every error names exactly one source)
+-- formula: error rate = errors / calls
+-- formula: status_4xx, status_5xx, aborted count responses by HTTP status whether or not they are errors: an
+--   upstream's own 4xx answer (a 404 for an unknown listing) is passed through and is not an error, and
+--   an error may end with no status (aborted) or, for a response broken mid-body, with the status sent
 -- formula: latency = Duration of the gateway's SERVER span, in ms; sync lag = loomgate.sync_lag_ms, in s
 -- note: reads the per-minute rollup loomgate_calls_1m (fed from the SERVER spans of otel_traces), so the
 --   window has minute resolution (a minute counts when its start lies inside) and percentiles are TDigest
@@ -16,10 +20,13 @@ SELECT
     sum(calls) AS calls,
     sum(errors) AS errors,
     round(100 * errors / calls, 1) AS error_pct,
-    sum(errors_4xx) AS `4xx`,
-    sum(errors_5xx) + sum(aborted) AS `5xx/aborted`,
-    sum(errors_gateway) AS by_gateway,
-    sum(errors_upstream) AS by_upstream,
+    sum(errors_gateway) AS err_gateway,
+    sum(errors_upstream) AS err_upstream,
+    -- the rollup counts errors and two of the three sources; the third is the rest by construction
+    errors - err_gateway - err_upstream AS err_client,
+    sum(errors_4xx) AS status_4xx,
+    sum(errors_5xx) AS status_5xx,
+    sum(aborted) AS aborted,
     round(quantileTDigestMerge(0.5)(latency_ms), 2) AS p50_ms,
     round(quantileTDigestMerge(0.95)(latency_ms), 2) AS p95_ms,
     if(sum(sync_lag_measured) = 0, NULL, round(quantileTDigestMerge(0.95)(sync_lag_ms) / 1000, 2)) AS lag_p95_s

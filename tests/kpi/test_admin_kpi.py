@@ -95,7 +95,7 @@ async def test_insights_page_html(generated: Generated, gateway: Any, upstream_s
     assert r.status == 200 and r.content_type == "text/html"
     assert page.count('<figure class="scatter"') == 15  # 3 health metrics x 5 KPIs
     assert 'data-metric="sync_lag_p95_s" data-kpi="cart_abandonment"' in page
-    assert "higher sync_lag_p95_s goes with higher cart_abandonment" in page
+    assert "higher sync-lag p95 goes with higher cart abandonment" in page
     assert '<p class="fdr">12 tests, FDR 5 %' in page  # the NPS pairs: too few answers, not tested
     assert 'data-change="chg-craftbridge-v2"' in page and 'data-benchmark="integration uptime"' in page
 
@@ -120,7 +120,7 @@ async def test_insights_in_chromium(generated: Generated, gateway: Any, upstream
     lag = next(f for f in facts["scatter"]
                if f["metric"] == "sync_lag_p95_s" and f["kpi"] == "cart_abandonment")
     assert lag["n"] >= 100 and lag["dots"] == lag["n"] and lag["fit"] == 1 and float(lag["r"]) > 0.3
-    assert lag["effect"] == "higher sync_lag_p95_s goes with higher cart_abandonment"
+    assert lag["effect"] == "higher sync-lag p95 goes with higher cart abandonment"
     assert lag["width"] > 200
     latency = [f for f in facts["scatter"]
                if f["metric"] == "latency_p50_ms" and f["kpi"] in ("cart_abandonment", "repeat_purchase")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.insights import _span
+from gateway.charts import _span
 
 
 def test_padding_never_invents_negative_values_for_non_negative_data() -> None:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,28 @@ async def _serve_flip() -> tuple[FlipUpstream, web.AppRunner]:
     return up, runner
 
 
+@asynccontextmanager
+async def status_gateway(store: Store, config: Config) -> AsyncIterator[Any]:
+    """A running gateway whose admin app reads ``store`` and whose health monitor has checked every
+    upstream once (no schedule: the state is what the upstreams answered just now)."""
+    from collectors.health import start_health
+    from collectors.record import ListSink
+    from gateway.server import run_gateway
+
+    astore = ThreadStore(store)
+    monitor = await start_health(config, astore, schedule=False)
+    try:
+        for up in config.upstreams:
+            await monitor.check_once(up.name)
+        await monitor.flush()
+        async with run_gateway(config, sink=ListSink()) as gw:
+            gw.services.store = astore
+            gw.services.health = monitor
+            yield gw
+    finally:
+        await monitor.close()
+
+
 @dataclass
 class StatusEnv:
     """A running gateway whose admin app reads a test store with a constructed history."""
@@ -326,6 +349,22 @@ class Cdp:
         await self.send("Page.enable")
         await self.send("Emulation.setDeviceMetricsOverride",
                         {"width": 1400, "height": 1800, "deviceScaleFactor": 1, "mobile": False})
+
+    async def viewport(self, width: int, height: int, *, mobile: bool = False) -> None:
+        """Emulate a screen: ``mobile`` applies the page's viewport meta as a phone does."""
+        await self.send("Emulation.setDeviceMetricsOverride",
+                        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+
+    async def sign_in(self, url: str, token: str) -> None:
+        """Open ``url``; the login form comes first, filled in and sent like a person would."""
+        from yarl import URL
+
+        path = json.dumps(URL(url).path)
+        await self.navigate(url)
+        await self.wait_for("location.pathname === '/login' && document.querySelector('#token') !== null")
+        await self.evaluate(f"document.querySelector('#token').value = {json.dumps(token)};"
+                            "document.querySelector('form').submit(); true")
+        await self.wait_for(f"location.pathname === {path} && document.readyState === 'complete'", 60)
 
     async def evaluate(self, expression: str) -> Any:
         res = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
