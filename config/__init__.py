@@ -1,1 +1,2 @@
-"""Example and demo configuration files, shipped as package data (``collectors.resources.example_config``)."""
+"""Example and demo configuration files, shipped as package data (installed as
+``loomgate_data.config``; ``collectors.resources.example_config``)."""

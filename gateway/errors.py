@@ -35,6 +35,18 @@ class BadPath(BadRequest):
     code, error_type = "bad_path", "bad_path"
 
 
+class InvalidHeaderEncoding(BadRequest):
+    """A header value held bytes that are not UTF-8: the upstream could not be sent what was checked."""
+
+    code, error_type = "invalid_header_encoding", "invalid_header_encoding"
+
+
+class InvalidQueryEncoding(BadRequest):
+    """A query value the gateway decides on is not UTF-8 once percent-decoded."""
+
+    code, error_type = "invalid_query_encoding", "invalid_query_encoding"
+
+
 class ArtisanMissing(BadRequest):
     code, error_type = "artisan_id_missing", "artisan_id_missing"
 

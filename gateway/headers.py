@@ -24,6 +24,16 @@ different letter case is forwarded under the spelling of its first occurrence: a
 request headers by exact spelling, so ``X-Tag`` then ``x-tag`` would otherwise reach the upstream as the
 last value only.
 
+Header bytes: a request whose headers hold any value that is not UTF-8 is refused before anything is
+decided (``undecodable_header``; 400 ``invalid_header_encoding``), whether the header would be forwarded,
+dropped or only read.  aiohttp's server turns each bad byte into a lone surrogate, and its client writes
+values as UTF-8 and silently leaves surrogates out (``a\\xffb`` would reach the upstream as ``ab``), so
+such a request cannot be forwarded as it was checked; and an upstream would read those bytes in its own
+way (Latin-1, replacement characters) anyway.  Valid UTF-8 beyond ASCII is forwarded byte for byte.
+Every header counts, the dropped ones included: ``Connection`` decides what is dropped, and
+``X-Forwarded-For``, ``Via`` and ``Host`` feed what the gateway states.  Header names cannot carry such
+bytes: the HTTP parser accepts only token characters there.
+
 Responses: the same hop-by-hop stripping and framing removal; ``Set-Cookie`` and other repeated headers,
 ``Content-Encoding`` and everything else pass untouched, and ``Via`` gets the gateway appended.
 """
@@ -122,6 +132,25 @@ def connection_tokens(headers: Headers) -> frozenset[str]:
         token = values[0].strip().lower()
         return frozenset((token,)) if token else _NONE
     return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
+
+
+def undecodable_header(headers: Headers) -> str | None:
+    """The name of the first header whose value held bytes that are not UTF-8, else None.
+
+    The server decodes such bytes as lone surrogates (surrogateescape), which UTF-8 cannot encode.
+    """
+    for value in headers.values():  # ASCII is the rule: one flag read per value
+        if not value.isascii() and not _utf8(value):
+            return next(name for name, v in headers.items() if not v.isascii() and not _utf8(v))
+    return None
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _rewrite(

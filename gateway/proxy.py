@@ -3,7 +3,9 @@
 Pipeline (each step may end the request with a JSON error from ``gateway.errors``):
 
 1. request id (a valid incoming ``X-Request-Id`` is reused) and W3C trace context;
-2. path normalisation (400 for paths that could escape their route);
+2. path normalisation (400 for paths that could escape their route) and header bytes: a header value
+   that is not UTF-8 is 400 ``invalid_header_encoding`` (``gateway.headers``: the upstream could not be
+   sent the bytes the gateway checked);
 3. authentication (401) -- *before* routing, so unauthenticated callers cannot probe which routes exist;
    an address that made ``limits.auth_failure_burst`` failed attempts is refused first (429
    ``auth_throttled``, ``gateway.auth_throttle``) until its bucket refills, before any key is hashed;
@@ -74,7 +76,7 @@ from gateway.call_limits import LimitClock
 from gateway.call_state import Call as _Call
 from gateway.call_state import ClientGone as _ClientGone
 from gateway.config import Config, Partner, Route
-from gateway.headers import new_span_id, new_trace_id, parse_traceparent, request_id
+from gateway.headers import new_span_id, new_trace_id, parse_traceparent, request_id, undecodable_header
 from gateway.ratelimit import RateLimiter
 from gateway.request_body import json_document
 from gateway.routing import RouteTable, normalize_path
@@ -209,6 +211,12 @@ class Proxy:
         path = normalize_path(raw_path)
         if path is not raw_path:  # the canonical fast path returns the same string
             c.path = path[:_MAX_RECORDED_PATH]
+
+        bad = undecodable_header(headers)
+        if bad is not None:
+            raise errors.InvalidHeaderEncoding(
+                f"header {bad!r} is not valid UTF-8: it cannot be forwarded as received"
+            )
 
         address = request.remote or ""
         self.auth_throttle.check(address)  # before any key is hashed: a throttled guess costs nothing

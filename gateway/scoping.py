@@ -14,6 +14,9 @@ A request is refused before the upstream (400, ``gateway.errors.Ambiguous`` and 
   whitespace (``" a1"`` would be checked as ``a1`` but reach the upstream padded) -> ``ambiguous_artisan``;
   a numeric id beyond 2**53 - 1 (another number to double-precision readers) is not a usable id;
 * the sync-lag source time more than once (header or JSON key, as above) -> ``ambiguous_sync_lag``;
+* a query value it reads that is not UTF-8 once percent-decoded (``artisan=a%FF1``) ->
+  ``invalid_query_encoding``: the query is forwarded byte for byte, but the decoded value would carry a
+  replacement character, one reading for many different ids the upstream could see;
 * more than one credential: ``Authorization`` or ``X-Api-Key`` repeated, or both present unless they are
   ``Bearer K`` and ``K`` with the same key -> ``ambiguous_credentials``.  Checked before any key is looked
   up, so the answer says nothing about which key is valid.
@@ -26,7 +29,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
@@ -150,8 +153,11 @@ def lookup_once(
         values = request.query.getall(lookup.name, ())
         if len(values) > 1:
             raise ambiguous(f"query parameter {lookup.name!r} is sent more than once")
-        if _query_spellings(request.raw_path.partition("?")[2], lookup) != len(values):
+        raw_query = request.raw_path.partition("?")[2]
+        if _query_spellings(raw_query, lookup) != len(values):
             raise ambiguous(f"query parameter {lookup.name!r} is also sent in another spelling")
+        if values and "\ufffd" in values[0] and not _query_value_utf8(raw_query, lookup.name):
+            raise errors.InvalidQueryEncoding(f"query parameter {lookup.name!r} is not valid UTF-8")
         return values[0] if values else None
     if doc is None or doc is INVALID:
         return None
@@ -171,6 +177,19 @@ def _query_spellings(raw_query: str, lookup: Lookup) -> int:
             key = key[:bracket].rstrip()
         count += key == folded
     return count
+
+
+def _query_value_utf8(raw_query: str, name: str) -> bool:
+    """Whether the raw value of query key ``name`` percent-decodes to UTF-8 (the decoded value replaced
+    undecodable bytes with U+FFFD, which a client may also have sent as such, encoded)."""
+    for item in raw_query.split("&"):
+        key, _, value = item.partition("=")
+        if unquote_plus(key) == name:
+            try:
+                unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+    return True
 
 
 def _underscore_spelling(headers: CIMultiDictProxy[str], lookup: Lookup) -> bool:

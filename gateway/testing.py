@@ -175,6 +175,7 @@ class SeenRequest:
     body_sha256: str = ""
     body_broken: bool = False  # the body ended early (connection lost or malformed framing)
     peer: Any = None  # the sender's (host, port): tells connections apart
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()  # names and values as the bytes on the wire
 
     @property
     def path(self) -> str:
@@ -228,6 +229,7 @@ class RecordingUpstream:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         seen = SeenRequest(request.method, request.raw_path, CIMultiDict(request.headers))
+        seen.raw_headers = tuple(request.raw_headers)
         if request.transport is not None:
             seen.peer = request.transport.get_extra_info("peername")
         self.requests.append(seen)

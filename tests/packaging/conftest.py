@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -169,16 +169,29 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory, dockerfile: Docker
     _run(base, sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
          "-w", str(base / "dist"), str(src))
     (wheel,) = (base / "dist").glob("loomgate-*.whl")
-    venv = base / "venv"
-    _run(base, sys.executable, "-m", "venv", "--without-pip", str(venv))
+    venv = new_venv(base / "venv")
     vpython = str(venv / "bin" / "python")
-    purelib = _run(base, vpython, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip()
-    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    Path(purelib, "_loomgate_test_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
     _run(base, sys.executable, "-m", "pip", "--python", vpython, "install", "-q", "--no-deps", str(wheel))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env["PATH"] = os.pathsep.join([str(venv / "bin"), env.get("PATH", "/usr/bin:/bin")])
     return InstalledWheel(wheel, venv, env)
+
+
+def new_venv(venv: Path) -> Path:
+    """A new venv without loomgate that sees this interpreter's site-packages for the dependencies only
+    (a ``.pth`` path line: the editable install's own hooks there are not run)."""
+    _run(venv.parent, sys.executable, "-m", "venv", "--without-pip", str(venv))
+    vpython = str(venv / "bin" / "python")
+    purelib = _run(venv.parent, vpython, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    Path(purelib.strip(), "_loomgate_test_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
+    return venv
+
+
+@pytest.fixture
+def make_venv() -> Callable[[Path], Path]:
+    """``venv = make_venv(path)``: ``new_venv`` for test modules (they cannot import this conftest)."""
+    return new_venv
 
 
 def _run(cwd: Path, *argv: str) -> str:

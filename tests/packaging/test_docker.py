@@ -89,8 +89,10 @@ def test_every_copied_path_is_in_the_build_context(dockerfile: Any, dockerignore
 
 def test_the_build_stage_copies_everything_the_wheel_needs(dockerfile: Any) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools = project["tool"]["setuptools"]
+    folders = setuptools.get("package-dir", {})  # packages shipped under another name than their folder's
     needed = {"pyproject.toml", project["project"]["readme"], *project["project"]["license-files"],
-              *project["tool"]["setuptools"]["packages"]}
+              *(folders.get(p, p.replace(".", "/")) for p in setuptools["packages"])}
     build_stage = dockerfile.stages[0]
     copied = {src for step in dockerfile.copies() if step.stage == build_stage and not step.from_stage
               for src in step.sources}

@@ -1,12 +1,17 @@
 """The wheel, installed non-editable into a fresh venv, works from a directory outside the checkout: the
-packaged SQL, schema and configs are found, and the demo, query, migrate, sla and serve commands run."""
+packaged SQL, schema and configs are found, and the demo, query, migrate, sla and serve commands run.  The
+data ships as ``loomgate_data.queries`` / ``loomgate_data.config``, never as top-level ``queries`` or
+``config`` packages; an editable install reads the source tree's folders."""
 
 from __future__ import annotations
 
 import email
 import json
+import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -22,6 +27,7 @@ from gateway import __version__
 from gateway.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA = {"queries": "loomgate_data/", "config": "loomgate_data/"}  # repository folder -> where it ships
 pytestmark = pytest.mark.slow
 
 
@@ -50,9 +56,10 @@ def test_wheel_carries_the_sql_schema_configs_and_licence(installed_wheel: Any) 
         meta = email.message_from_bytes(zf.read(f"{dist_info}/METADATA"))
         licence = zf.read(f"{dist_info}/licenses/LICENSE").decode()
     for pattern in ("queries/*.sql", "queries/schema/*.sql", "config/*.yaml", "gateway/static/*"):
-        expected = _repo_files(pattern)
+        expected = {DATA.get(n.split("/")[0], "") + n for n in _repo_files(pattern)}
         assert expected and expected <= names, pattern
-    assert {"queries/__init__.py", "config/__init__.py"} <= names
+    assert {"loomgate_data/queries/__init__.py", "loomgate_data/config/__init__.py"} <= names
+    assert {n.split("/")[0] for n in names} == {"gateway", "collectors", "loomgate_data", dist_info}
     assert licence == (ROOT / "LICENSE").read_text() and "Apache License" in licence
     assert meta["Version"] == __version__ and meta["License-Expression"] == "Apache-2.0"
     assert meta["Requires-Python"] == ">=3.11"
@@ -68,14 +75,19 @@ def test_wheel_carries_the_sql_schema_configs_and_licence(installed_wheel: Any) 
 
 
 def test_installed_packages_are_the_wheels(installed_wheel: Any, elsewhere: Path) -> None:
-    code = "import collectors, config, gateway, queries; print(*[m.__file__ for m in " \
-           "(collectors, config, gateway, queries)], sep='\\n')"
+    code = "import collectors, gateway, loomgate_data.config as c, loomgate_data.queries as q; " \
+           "print(*[m.__file__ for m in (collectors, gateway, c, q)], sep='\\n')"
     out = subprocess.run([str(installed_wheel.bin / "python"), "-c", code], cwd=elsewhere,
                          env=installed_wheel.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     site = str(installed_wheel.venv)
     assert all(line.startswith(site) for line in out.stdout.splitlines()), out.stdout
     assert len(out.stdout.splitlines()) == 4
+    # nothing installed under the names other distributions and user modules use
+    (record,) = installed_wheel.venv.glob("lib/python*/site-packages/loomgate-*.dist-info/RECORD")
+    tops = {line.split("/")[0].split(",")[0] for line in record.read_text().splitlines()}
+    assert not tops & {"queries", "config", "queries.py", "config.py"}, tops
+    assert not [p for p in record.parent.parent.iterdir() if p.name in ("queries", "config")]
 
 
 def test_version_list_dry_run_and_example_config(installed_wheel: Any, elsewhere: Path) -> None:
@@ -122,6 +134,28 @@ def test_demo_then_sla_query_and_migrate_on_its_store(installed_wheel: Any, else
 
     migrate = _loomgate(installed_wheel, elsewhere, "migrate", "--config", "demo.yaml")
     assert (migrate.returncode, migrate.stdout) == (0, "schema of otel is up to date\n"), migrate.stderr
+
+
+def test_editable_install_reads_the_source_tree(tmp_path: Path, elsewhere: Path, make_venv: Any) -> None:
+    """``pip install -e`` of a copy of the tree: code and data both come from that tree."""
+    src = tmp_path / "tree"
+    for name in ("gateway", "collectors", "queries", "config"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    venv = make_venv(tmp_path / "venv")
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+           "--no-deps", "--no-build-isolation", "-e", str(src)]
+    done = subprocess.run(pip, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    code = ("from collectors import resources; import gateway; print(gateway.__file__); "
+            "print(resources.queries_dir()); print(resources.example_config('demo.yaml'))")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(src / "gateway" / "__init__.py"), str(src / "queries"),
+                                       str(src / "config" / "demo.yaml")]
 
 
 def _probe(argv: list[str], env: dict[str, str], cwd: Path) -> int:

@@ -1,6 +1,8 @@
 """Bytes that are not UTF-8 in any recorded header, and JSON strings with lone surrogate escapes, sent on raw
-sockets to a gateway with real telemetry: the partner gets its normal answer, the call is stored with each
-bad byte (or lone surrogate) as U+FFFD, and every later call is stored too; nothing is spooled or dropped.
+sockets to a gateway with real telemetry: such headers are refused (400 ``invalid_header_encoding``, they
+could not be forwarded as received) and the JSON call gets its normal answer; either call is stored with
+each bad byte (or lone surrogate) as U+FFFD, and every later call is stored too; nothing is spooled or
+dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ def get(path: bytes, rid: bytes, *headers: bytes, key: bool = True) -> bytes:
             + b"X-Request-Id: " + rid + b"\r\n" + (AUTH if key else b"") + b"Connection: close\r\n\r\n")
 
 
+def error_code(answer: bytes) -> str:
+    return str(json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"])
+
+
 def post_json(path: bytes, rid: bytes, body: bytes) -> bytes:
     return (b"POST " + path + b" HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n"
             + b"Content-Length: %d\r\n" % len(body) + b"X-Request-Id: " + rid + b"\r\n" + AUTH
@@ -41,14 +47,14 @@ async def test_bad_bytes_and_lone_surrogates_are_recorded_as_replacement_charact
     status, answer = await content.send_raw(gw, get(
         b"/v1/shop", b"bad-headers", b"Host: ex\xffample", b"User-Agent: ua\xfe\xc3(",
         b"X-Artisan-Id: art\xff1", b"X-Other: o\xff"))
-    assert status == 200, answer
+    assert status == 400 and error_code(answer) == "invalid_header_encoding", answer
     body = b'{"order": {"artisan_id": "a\\ud800b"}, "changed_at": 1}'  # a JSON escape of a lone surrogate
     status, answer = await content.send_raw(gw, post_json(b"/v1/orders", b"bad-json", body))
     assert status == 200, answer
-    # no API key needed: the record of a rejected call carries the bad bytes just the same
+    # no API key needed: the header bytes are refused, and recorded, before any key is asked for
     status, answer = await content.send_raw(gw, get(
         b"/v1/shop", b"bad-nokey", b"Host: h\xff", b"User-Agent: \xc3\xff", key=False))
-    assert status == 401 and json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "unauthorized"
+    assert status == 400 and error_code(answer) == "invalid_header_encoding", answer
     # valid UTF-8 beyond ASCII is text, recorded and forwarded exactly as sent
     status, answer = await content.send_raw(gw, get(
         b"/v1/shop", b"utf8-ok", b"Host: gw.test", "User-Agent: café ☕".encode(), b"X-Artisan-Id: a1"))
@@ -69,15 +75,17 @@ async def test_bad_bytes_and_lone_surrogates_are_recorded_as_replacement_charact
         return len(got) == len(rids)
 
     await content.wait_for(all_stored, 30.0, "every call's row in otel_traces")
-    assert got["bad-headers"][:3] == (f"ex{R}ample", f"ua{R}{R}(", f"art{R}1")
+    # refused before the artisan id is read: the record has none, and its Host and User-Agent made valid
+    assert got["bad-headers"] == (f"ex{R}ample", f"ua{R}{R}(", "", "400")
     assert got["bad-json"][2] == f"a{R}b"
-    assert got["bad-nokey"][:2] == (f"h{R}", f"{R}{R}") and got["bad-nokey"][3] == "401"
+    assert got["bad-nokey"][:2] == (f"h{R}", f"{R}{R}") and got["bad-nokey"][3] == "400"
     assert got["utf8-ok"][:3] == ("gw.test", "café ☕", "a1")
     assert all(got[f"good-{i:02d}"][3] == "200" for i in range(GOOD))
 
-    # the record was made valid, not what the upstream got: no replacement character was forwarded
+    # the bad bytes never reached the upstream, in any form; valid UTF-8 did, byte for byte
     seen = {r.headers.get("X-Request-Id"): r for r in up.requests}
-    assert R not in "".join(v for _, v in seen["bad-headers"].headers.items())
+    assert "bad-headers" not in seen and "bad-nokey" not in seen
+    assert R not in "".join(v for r in up.requests for _, v in r.headers.items())
     assert seen["utf8-ok"].headers["User-Agent"] == "café ☕"
 
     c = content.tel_of(gw).counters()
