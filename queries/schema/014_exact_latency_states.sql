@@ -30,6 +30,9 @@
 -- raw spans (rollups outlive otel_traces' TTL) keep their quantiles there only, readable with
 -- quantileTDigestMerge; every named query, the Insights page and the Grafana panels read the new columns.
 -- loomgate_sla_1m holds no quantile state and is unchanged.
+-- Rebuilding loomgate_calls_1d by hand (006's header): 006's backfill INSERT lists no columns and no longer
+-- matches the table; run the per-day view's SELECT below as INSERT INTO loomgate_calls_1d (day, partner,
+-- …, bytes_out) SELECT … FROM loomgate_calls_1m instead, naming the columns it selects.
 -- Parameters: none.  Placeholders: {{DB}}, {{ON_CLUSTER}}.
 
 DROP VIEW IF EXISTS {{DB}}.loomgate_calls_1m_mv {{ON_CLUSTER}};

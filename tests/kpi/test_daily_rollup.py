@@ -84,26 +84,34 @@ def test_replayed_batches_are_dropped_in_the_daily_rollup(kpi_store: Store) -> N
 
 
 def test_migrate_backfills_the_daily_rollup_once(store: Store, tmp_path: Path) -> None:
+    before, upto_daily = tmp_path / "before", tmp_path / "daily"
+    for d in (before, upto_daily):
+        d.mkdir()
     for sf in schema_files():
-        if sf.version not in (DAILY_VERSION, EXACT_STATES_VERSION):  # both came after that store
-            shutil.copy(sf.path, tmp_path / sf.path.name)
-    _migrate(store, tmp_path)  # a store from before the per-day rollup existed
+        if sf.version != EXACT_STATES_VERSION:  # the histogram states came after the per-day rollup
+            shutil.copy(sf.path, upto_daily / sf.path.name)
+            if sf.version != DAILY_VERSION:
+                shutil.copy(sf.path, before / sf.path.name)
+    _migrate(store, before)  # a store from before the per-day rollup existed
     recs = _records(2500, seed=7)
-    _store_calls(store, recs[:2000], "old")
+    _store_calls(store, recs[:1500], "old")
 
-    applied = _migrate(store)
-    assert [int(n[:3]) for n in applied] == [DAILY_VERSION, EXACT_STATES_VERSION]
-    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 2000
-    _store_calls(store, recs[2000:], "new")  # and from now on the view keeps it up to date
-    _assert_same_days(store)
-
+    applied = _migrate(store, upto_daily)
+    assert [int(n[:3]) for n in applied] == [DAILY_VERSION]
+    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 1500
     # The backfill statement guards itself: run again on a filled table it adds nothing.
     daily = next(sf for sf in schema_files() if sf.version == DAILY_VERSION)
     backfill = [s for s in rendered_statements(daily, RenderContext(database=store.database))
                 if s.startswith("INSERT")]
     assert len(backfill) == 1
     store.command(backfill[0])
+    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 1500
+
+    _store_calls(store, recs[1500:2000], "mid")  # TDigest-era rows, then the exact states and their backfill
+    assert [int(n[:3]) for n in _migrate(store)] == [EXACT_STATES_VERSION]
+    _store_calls(store, recs[2000:], "new")  # and from now on the views keep both rollups up to date
     assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == len(recs)
+    _assert_same_days(store)
 
 
 def _window_calls(store: Store, start: dt.datetime, end: dt.datetime, *, with_artisan: bool = False) -> int:
