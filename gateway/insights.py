@@ -90,8 +90,8 @@ WITH
     {end:DateTime64(3, 'UTC')} AS w_end,
     health AS (
         SELECT artisan, sum(calls) AS n_calls, sum(errors) / n_calls AS error_rate,
-               quantileTDigestMerge(0.5)(latency_ms) AS latency_p50_ms,
-               if(sum(sync_lag_measured) > 0, quantileTDigestMerge(0.95)(sync_lag_ms) / 1000, NULL)
+               quantileBFloat16Merge(0.5)(latency_hist_ms) AS latency_p50_ms,
+               if(sum(sync_lag_measured) > 0, quantileBFloat16Merge(0.95)(sync_lag_hist_ms) / 1000, NULL)
                    AS sync_lag_p95_s
         FROM loomgate_calls_1m
         WHERE minute >= toStartOfMinute(w_start) AND minute < w_end AND artisan != ''

@@ -7,6 +7,11 @@
 -- formula: KPIs as in retention_kpis (cart abandonment = 1 − purchased ÷ created; repeat purchase = buyers
 --   with 2+ orders ÷ buyers with 1+; response rate = answered ÷ delivered, surveys with status 'delivered';
 --   NPS = %9–10 − %0–6 over the answered surveys whose kind is in nps_kinds; AOV = revenue ÷ orders)
+-- formula: latency p50 (ms) and sync-lag p95 (s) per artisan from the merged
+--   quantileBFloat16 states of the rollups (schema 014), which merge exactly: with n samples, the result
+--   is the sample at rank ⌈q·n⌉ with its mantissa cut to 8 significant bits (at most 0.79 % below that
+--   sample), the same whatever parts ClickHouse has merged
+--   (so the quartile bounds and r are identical on every run over the same calls)
 -- formula: r = corr(metric, KPI) over artisans with at least min_events KPI events (carts, buyers, surveys,
 --   NPS answers or orders) and at least min_calls calls
 -- formula: Fisher z: z_r = atanh(r), se = 1 ÷ √(n − 3); 95 % interval = tanh(z_r ± 1.96 se);
@@ -42,15 +47,15 @@ WITH
         SELECT artisan,
                sum(calls) AS n_calls,
                sum(errors) / n_calls AS error_rate,
-               quantileTDigestMerge(0.5)(latency_ms) AS latency_p50_ms,
-               if(sum(sync_lag_measured) > 0, quantileTDigestMerge(0.95)(sync_lag_ms) / 1000, NULL)
+               quantileBFloat16Merge(0.5)(latency_hist_ms) AS latency_p50_ms,
+               if(sum(sync_lag_measured) > 0, quantileBFloat16Merge(0.95)(sync_lag_hist_ms) / 1000, NULL)
                    AS sync_lag_p95_s
         FROM (
-            SELECT artisan, calls, errors, latency_ms, sync_lag_measured, sync_lag_ms
+            SELECT artisan, calls, errors, latency_hist_ms, sync_lag_measured, sync_lag_hist_ms
             FROM loomgate_calls_1d
             WHERE day >= toDate(d_first) AND day < toDate(d_last) AND artisan != ''
             UNION ALL
-            SELECT artisan, calls, errors, latency_ms, sync_lag_measured, sync_lag_ms
+            SELECT artisan, calls, errors, latency_hist_ms, sync_lag_measured, sync_lag_hist_ms
             FROM loomgate_calls_1m
             -- stated on toStartOfHour(minute), the first sort key column, so the index skips the whole days
             WHERE toStartOfHour(minute) >= toStartOfHour(m_start) AND toStartOfHour(minute) < w_end

@@ -3,7 +3,10 @@
 --   and after it, with the deltas (a cohort pre/post comparison).  Affected artisans: the change's artisan,
 --   or for '*' every artisan that called through the change's partner in either window.
 -- formula: before = [ts − window_days, ts), after = [ts, ts + window_days); delta = after − before
--- formula: error rate = errors ÷ calls; p95 latency and sync-lag p95 from the merged TDigest states
+-- formula: error rate = errors ÷ calls; p95 latency and sync-lag p95 from the merged
+--   quantileBFloat16 states of the rollups (schema 014), which merge exactly: with n samples, the result
+--   is the sample at rank ⌈q·n⌉ with its mantissa cut to 8 significant bits (at most 0.79 % below that
+--   sample), the same whatever parts ClickHouse has merged
 -- formula: repeat purchase = buyers with 2+ orders ÷ buyers with 1+ (per artisan × buyer, in each window);
 --   cart abandonment = 1 − carts purchased ÷ carts created; AOV = revenue ÷ orders
 -- note: after_complete = 0 when the after window reaches past `now` (a partial window: read with care).
@@ -44,7 +47,7 @@ WITH
      WHERE edge != toStartOfDay(edge)) AS edge_hours,
     health_rows AS (
         SELECT ch.1 AS change_id, toDateTime(day, 'UTC') >= ch.4 AS after, artisan,
-               calls, errors, latency_ms, sync_lag_measured AS lag_n, sync_lag_ms
+               calls, errors, latency_hist_ms, sync_lag_measured AS lag_n, sync_lag_hist_ms
         FROM loomgate_calls_1d
         ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
                                     AND whole_day(toDateTime(day, 'UTC'), c), change_list) AS ch
@@ -52,7 +55,7 @@ WITH
           AND partner IN (SELECT partner_id FROM changes) AND artisan != ''
         UNION ALL
         SELECT ch.1 AS change_id, minute >= ch.4 AS after, artisan,
-               calls, errors, latency_ms, sync_lag_measured AS lag_n, sync_lag_ms
+               calls, errors, latency_hist_ms, sync_lag_measured AS lag_n, sync_lag_hist_ms
         FROM loomgate_calls_1m
         ARRAY JOIN arrayFilter(c -> c.2 = partner AND (c.3 = '*' OR c.3 = artisan)
                                     AND minute >= c.5 AND minute < c.6
@@ -68,11 +71,11 @@ WITH
                sumIf(calls, after) AS calls_after,
                sumIf(errors, NOT after) / nullIf(calls_before, 0) AS error_rate_before,
                sumIf(errors, after) / nullIf(calls_after, 0) AS error_rate_after,
-               quantileTDigestMergeIf(0.95)(latency_ms, NOT after) AS p95_before,
-               quantileTDigestMergeIf(0.95)(latency_ms, after) AS p95_after,
-               if(sumIf(lag_n, NOT after) > 0, quantileTDigestMergeIf(0.95)(sync_lag_ms, NOT after) / 1000, NULL)
+               quantileBFloat16MergeIf(0.95)(latency_hist_ms, NOT after) AS p95_before,
+               quantileBFloat16MergeIf(0.95)(latency_hist_ms, after) AS p95_after,
+               if(sumIf(lag_n, NOT after) > 0, quantileBFloat16MergeIf(0.95)(sync_lag_hist_ms, NOT after) / 1000, NULL)
                    AS lag_before,
-               if(sumIf(lag_n, after) > 0, quantileTDigestMergeIf(0.95)(sync_lag_ms, after) / 1000, NULL)
+               if(sumIf(lag_n, after) > 0, quantileBFloat16MergeIf(0.95)(sync_lag_hist_ms, after) / 1000, NULL)
                    AS lag_after
         FROM health_rows
         GROUP BY change_id

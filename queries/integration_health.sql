@@ -3,8 +3,10 @@
 --   (all, gateway-caused, upstream-caused), p50/p95/p99 latency, sync-lag p95 and the share of the window
 --   the upstream was down according to its health checks.
 -- formula: error rate = errors ÷ calls (errors = calls with loomgate.error_source set); by source likewise
--- formula: p50/p95/p99 latency = quantilesTDigestMerge over the per-minute latency states (ms)
--- formula: sync-lag p95 = quantileTDigestMerge(0.95) over measured sync lags, in seconds (NULL: none measured)
+-- formula: p50/p95/p99 latency (ms) and sync-lag p95 over measured sync lags (s; NULL: none measured)
+--   from the merged quantileBFloat16 states of the rollups (schema 014), which merge exactly: with n
+--   samples, the result is the sample at rank ⌈q·n⌉ with its mantissa cut to 8 significant bits
+--   (at most 0.79 % below that sample), the same whatever parts ClickHouse has merged
 -- formula: down share = Σ check interval while State = 'DOWN' ÷ Σ check interval (NULL: no health checks)
 -- note: whole UTC days of the window come from the per-day rollup loomgate_calls_1d, the partial days at its
 --   edges from the per-minute loomgate_calls_1m (each minute read once); edges are rounded to whole minutes.
@@ -27,15 +29,15 @@ WITH
     toStartOfDay(toStartOfMinute({end:DateTime64(3, 'UTC')} - toIntervalMillisecond(1)) + toIntervalMinute(1))
         AS d_last,
     rows AS (
-        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream, latency_ms,
-               sync_lag_measured, sync_lag_ms
+        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream,
+               latency_hist_ms, sync_lag_measured, sync_lag_hist_ms
         FROM loomgate_calls_1d
         WHERE day >= toDate(d_first) AND day < toDate(d_last)
           AND ({partner:String} = '' OR partner = {partner:String})
           AND ({artisan:String} = '' OR artisan = {artisan:String})
         UNION ALL
-        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream, latency_ms,
-               sync_lag_measured, sync_lag_ms
+        SELECT partner, artisan, route, upstream, calls, errors, errors_gateway, errors_upstream,
+               latency_hist_ms, sync_lag_measured, sync_lag_hist_ms
         FROM loomgate_calls_1m
         -- stated on toStartOfHour(minute), the first sort key column, so the index skips the whole days
         WHERE toStartOfHour(minute) >= toStartOfHour(m_start) AND toStartOfHour(minute) < {end:DateTime64(3, 'UTC')}
@@ -50,9 +52,9 @@ WITH
                sum(errors) AS n_errors,
                sum(errors_gateway) AS n_gateway,
                sum(errors_upstream) AS n_upstream,
-               quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
+               quantilesBFloat16Merge(0.5, 0.95, 0.99)(latency_hist_ms) AS q,
                sum(sync_lag_measured) AS lag_samples,
-               quantileTDigestMerge(0.95)(sync_lag_ms) AS lag_p95_ms
+               quantileBFloat16Merge(0.95)(sync_lag_hist_ms) AS lag_p95_ms
         FROM rows
         GROUP BY partner, artisan, route, upstream
     )

@@ -7,13 +7,17 @@
 --   the gateway reported (loomgate.error_source = 'upstream', e.g. timeout, connect error, open circuit);
 --   the partner's own failures (loomgate.error_source = 'client': client_timeout, client_abort) are not bad
 -- formula: latency compliance % = 100 × requests with Duration ≤ latency_threshold_ms ÷ requests
+-- formula: p50/p95/p99 latency and sync-lag p95 from the merged
+--   quantileBFloat16 states of the rollups (schema 014), which merge exactly: with n samples, the result
+--   is the sample at rank ⌈q·n⌉ with its mantissa cut to 8 significant bits (at most 0.79 % below that
+--   sample), the same whatever parts ClickHouse has merged
 -- formula: error budget = total events × (1 − target ÷ 100); consumed = bad events; remaining = budget − consumed.
 --   Events are requests when the window has any, else probes (budget_source says which).
 -- note: every ratio is total good ÷ total events over the whole window, never an average of per-bucket ratios.
 -- note: status NO DATA without checks or requests; BREACHED when any budget (request availability, probe
 --   availability, latency) is overspent or sync-lag p95 > target; AT RISK when any budget has less than
 --   at_risk_remaining_pct % left or sync-lag p95 > 80 % of the target; OK otherwise.
--- note: request metrics read the per-minute rollups: counts from loomgate_sla_1m, latency buckets, TDigest
+-- note: request metrics read the per-minute rollups: counts from loomgate_sla_1m, latency buckets,
 --   percentiles and sync lag from loomgate_upstream_1m. Latency compliance is exact for thresholds with two
 --   significant digits in ns (300 ms, 1.5 s ...), conservative otherwise. Request windows and maintenance
 --   exclusion have minute resolution (a minute counts when its start lies inside); probes are per check.
@@ -59,9 +63,9 @@ WITH
             sumMapMerge(latency_le_ns) AS h,
             arraySum(arrayMap((le, n) -> if(le <= {latency_threshold_ms:Float64} * 1000000, n, 0), h.1, h.2))
                 AS fast,
-            quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS q,
+            quantilesBFloat16Merge(0.5, 0.95, 0.99)(latency_hist_ms) AS q,
             sum(sync_lag_measured) AS lag_samples,
-            quantileTDigestMerge(0.95)(sync_lag_ms) AS lag_p95
+            quantileBFloat16Merge(0.95)(sync_lag_hist_ms) AS lag_p95
         FROM loomgate_upstream_1m
         WHERE upstream = {upstream:String} AND ({route:String} = '' OR route = {route:String})
           AND minute >= {start:DateTime64(3, 'UTC')} AND minute < {end:DateTime64(3, 'UTC')}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,15 @@ from collectors.store import Store
 from gateway.config import TelemetryConfig
 
 END = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def one_month(eff: Effects) -> Effects:
+    """The planted health effects over one 30-day month, without the dated changes (out of range)."""
+    raw = copy.deepcopy(eff.raw)
+    raw.update(history_days=30, call_days=30, block_days=30, outages={})
+    for key in ("integration_change", "control_change", "placebo_change", "common_drift"):
+        raw["effects"][key]["days_before_end"] = 400
+    return Effects(raw, eff.path)
 
 
 def migrate_db(store: Store) -> None:

@@ -5,6 +5,7 @@ read whole days from it and partial days from loomgate_calls_1m count every call
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from gateway.config import TelemetryConfig
 
 END = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 DAILY_VERSION = 6
+EXACT_STATES_VERSION = 14  # the histogram states, added to the per-day rollup too
 
 COUNTERS = ("calls", "errors", "errors_4xx", "errors_5xx", "errors_gateway", "errors_upstream", "aborted",
             "sync_lag_measured", "sync_lag_invalid", "bytes_in", "bytes_out")
@@ -42,7 +44,8 @@ def _per_day(store: Store, table: str) -> dict[tuple, tuple]:
     sums = ", ".join(f"sum({c})" for c in COUNTERS)
     res = store.query(
         f"SELECT {day} AS d, partner, artisan, route, upstream, {sums}, max(latency_max_ms), "
-        f"round(sum(latency_sum_ms), 3), quantileTDigestMerge(0.5)(latency_ms) "
+        f"round(sum(latency_sum_ms), 3), quantilesBFloat16Merge(0.5, 0.95)(latency_hist_ms), "
+        f"quantileBFloat16Merge(0.95)(sync_lag_hist_ms) "
         f"FROM {table} GROUP BY d, partner, artisan, route, upstream")
     return {tuple(r[:5]): tuple(r[5:]) for r in res.rows}
 
@@ -56,8 +59,9 @@ def _assert_same_days(store: Store) -> None:
     assert minute.keys() == day.keys()
     for key, m in minute.items():
         d = day[key]
-        assert d[:-1] == m[:-1], key  # counters, max and sums exact
-        assert d[-1] == pytest.approx(m[-1], rel=0.05), key  # merged TDigest states
+        # counters, max, sums and the merged histogram states, all exactly (NaN: no sync lag measured)
+        assert d[:-1] == m[:-1], key
+        assert d[-1] == m[-1] or (math.isnan(d[-1]) and math.isnan(m[-1])), key
 
 
 def test_daily_rollup_holds_the_minute_rollup_per_day(kpi_store: Store) -> None:
@@ -80,26 +84,34 @@ def test_replayed_batches_are_dropped_in_the_daily_rollup(kpi_store: Store) -> N
 
 
 def test_migrate_backfills_the_daily_rollup_once(store: Store, tmp_path: Path) -> None:
+    before, upto_daily = tmp_path / "before", tmp_path / "daily"
+    for d in (before, upto_daily):
+        d.mkdir()
     for sf in schema_files():
-        if sf.version != DAILY_VERSION:
-            shutil.copy(sf.path, tmp_path / sf.path.name)
-    _migrate(store, tmp_path)  # a store from before the per-day rollup existed
+        if sf.version != EXACT_STATES_VERSION:  # the histogram states came after the per-day rollup
+            shutil.copy(sf.path, upto_daily / sf.path.name)
+            if sf.version != DAILY_VERSION:
+                shutil.copy(sf.path, before / sf.path.name)
+    _migrate(store, before)  # a store from before the per-day rollup existed
     recs = _records(2500, seed=7)
-    _store_calls(store, recs[:2000], "old")
+    _store_calls(store, recs[:1500], "old")
 
-    applied = _migrate(store)
-    assert [n for n in applied if n.startswith(f"{DAILY_VERSION:03d}_")] == applied and len(applied) == 1
-    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 2000
-    _store_calls(store, recs[2000:], "new")  # and from now on the view keeps it up to date
-    _assert_same_days(store)
-
+    applied = _migrate(store, upto_daily)
+    assert [int(n[:3]) for n in applied] == [DAILY_VERSION]
+    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 1500
     # The backfill statement guards itself: run again on a filled table it adds nothing.
     daily = next(sf for sf in schema_files() if sf.version == DAILY_VERSION)
     backfill = [s for s in rendered_statements(daily, RenderContext(database=store.database))
                 if s.startswith("INSERT")]
     assert len(backfill) == 1
     store.command(backfill[0])
+    assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == 1500
+
+    _store_calls(store, recs[1500:2000], "mid")  # TDigest-era rows, then the exact states and their backfill
+    assert [int(n[:3]) for n in _migrate(store)] == [EXACT_STATES_VERSION]
+    _store_calls(store, recs[2000:], "new")  # and from now on the views keep both rollups up to date
     assert store.query("SELECT sum(calls) FROM loomgate_calls_1d").rows[0][0] == len(recs)
+    _assert_same_days(store)
 
 
 def _window_calls(store: Store, start: dt.datetime, end: dt.datetime, *, with_artisan: bool = False) -> int:

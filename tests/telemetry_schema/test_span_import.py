@@ -26,7 +26,7 @@ from gateway.testing import ACME_KEY, GLOBEX_KEY, client_session, standard_confi
 ROLLUPS = {
     "loomgate_calls_1m": "SELECT minute, partner, artisan, route, upstream, sum(calls), sum(errors), "
     "sum(errors_4xx), sum(errors_5xx), sum(errors_gateway), sum(errors_upstream), sum(aborted), "
-    "round(sum(latency_sum_ms), 6), max(latency_max_ms), round(quantileTDigestMerge(0.5)(latency_ms), 6), "
+    "round(sum(latency_sum_ms), 6), max(latency_max_ms), quantileBFloat16Merge(0.5)(latency_hist_ms), "
     "sum(sync_lag_measured), sum(sync_lag_invalid), round(sum(sync_lag_sum_ms), 6), sum(bytes_in), "
     "sum(bytes_out) FROM loomgate_calls_1m GROUP BY ALL ORDER BY ALL",
     "loomgate_calls_1d": "SELECT day, partner, artisan, route, upstream, sum(calls), sum(errors), "
