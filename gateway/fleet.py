@@ -19,8 +19,22 @@ from typing import Any
 from aiohttp import web
 
 from collectors.request_stats import Series, SeriesKey
+from gateway.config import Config
 
 STATS_EVERY = 0.5  # seconds between a worker's snapshots
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInit:
+    """What the supervisor gives a worker when it starts it."""
+
+    config: Config
+    index: int
+    workers: int
+    port: int  # the partner port the supervisor reserved
+    writer_address: str  # the telemetry writer's socket ("" when telemetry is off)
+    authkey: bytes
+    limits_path: str  # the shared rate-limit buckets
 
 
 @dataclass(slots=True)

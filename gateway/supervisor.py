@@ -39,13 +39,12 @@ from pathlib import Path
 from gateway.admin import build_admin_app
 from gateway.app import PROXY_KEY, build_partner_app
 from gateway.config import Config
-from gateway.fleet import Fleet, WorkerStats
+from gateway.fleet import Fleet, WorkerInit, WorkerStats
 from gateway.listener import GatewayRunner
 from gateway.server import fd_budget, start_listener
 from gateway.services import Services, start_services, stop_services
 from gateway.shared_limits import create_buckets
 from gateway.startup import StartupError, describe, preflight
-from gateway.worker import WorkerInit
 
 log = logging.getLogger("loomgate.supervisor")
 
@@ -258,8 +257,8 @@ async def serve_workers(config: Config, n: int, *, log_level: str = "INFO") -> i
 
             pool = WorkerPool(n, make_init, fleet, log_level)
             await pool.start()
-            log.info("loomgate serving partners on %s:%d with %d workers (pids %s), admin on %s", lp.host, port,
-                     n, " ".join(map(str, pool.pids())), admin_url)
+            log.info("loomgate serving partners on %s:%d with %d workers (pids %s), admin on %s",
+                     lp.host, port, n, " ".join(map(str, pool.pids())), admin_url)
             await stop.wait()
             partner_app[PROXY_KEY].draining = True
             await pool.stop(config.limits.drain_timeout + WORKER_STOP_GRACE)

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import resource
 import signal
 import sys
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,8 +32,7 @@ from aiohttp import web
 from collectors.record import NullSink
 from collectors.writer_client import describe_link, start_linked_telemetry
 from gateway.app import PROXY_KEY, build_partner_app
-from gateway.config import Config
-from gateway.fleet import STATS_EVERY, WorkerStats
+from gateway.fleet import STATS_EVERY, WorkerInit, WorkerStats
 from gateway.gctune import tune_gc_for_serving
 from gateway.listener import GatewayRunner
 from gateway.proxy import Proxy
@@ -47,17 +46,6 @@ log = logging.getLogger("loomgate.worker")
 
 PID_HEADER_ENV = "LOOMGATE_WORKER_PID_HEADER"
 PID_HEADER = "X-Loomgate-Worker"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInit:
-    config: Config
-    index: int
-    workers: int
-    port: int  # the partner port the supervisor reserved
-    writer_address: str  # the telemetry writer's socket ("" when telemetry is off)
-    authkey: bytes
-    limits_path: str  # the shared rate-limit buckets
 
 
 def _snapshot(init: WorkerInit, proxy: Proxy, services: Services) -> WorkerStats:
@@ -112,10 +100,8 @@ async def run_worker(init: WorkerInit, conn: Connection) -> int:
         tune_gc_for_serving()
         while not stop.is_set():
             conn.send(("stats", _snapshot(init, proxy, services)))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STATS_EVERY)
-            except TimeoutError:
-                pass
         loop.add_signal_handler(signal.SIGTERM, _exit_now)  # a second SIGTERM: exit at once
         await drain_partner(proxy, runner, config.limits.drain_timeout)
         await stop_services(services)  # every record to the writer, acknowledged or spilled
@@ -153,10 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_worker(init, conn))
     except (StartupError, OSError) as exc:
         message = str(exc) if isinstance(exc, StartupError) else describe(exc)
-        try:
+        with contextlib.suppress(OSError):
             conn.send(("failed", message))
-        except OSError:
-            pass
         log.error("worker %d cannot start: %s", init.index, message)
         return 1
     finally:
