@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 from collections import Counter
@@ -58,7 +59,7 @@ async def test_health_checks_run_once_not_per_worker(
     assert len(times) >= 4, times
     span = times[-1] - times[0]
     assert len(times) <= span / INTERVAL_S + 2, f"{len(times)} checks in {span:.1f} s"
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) > INTERVAL_S / 2, f"two checks {min(gaps):.3f} s apart: more than one checker"
 
 
@@ -94,16 +95,24 @@ async def test_a_killed_writer_is_restarted_once_and_nothing_is_lost_or_doubled(
     os.kill(writer, signal.SIGKILL)
     during = await asyncio.gather(*(fleet.call(http, gw, "/v1/fast", f"w-{i}") for i in range(40, 80)))
 
-    async def new_writer() -> bool:
-        tel = (await gw.stats(http))["telemetry"]
-        return tel["writer_pid"] != writer and tel["writer_restarts"] == 1
+    async def reconnected() -> bool:
+        stats = await gw.stats(http)
+        tel = stats["telemetry"]
+        return (tel["writer_pid"] != writer and tel["writer_restarts"] == 1
+                and all(w["telemetry_connected"] for w in stats["workers"]))
 
-    await _until("a new writer", new_writer)
+    await _until("every worker connected to a new writer", reconnected)
     after = await asyncio.gather(*(fleet.call(http, gw, "/v1/fast", f"w-{i}") for i in range(80, 120)))
     assert all(a.status == 200 for a in [*before, *during, *after])
+
+    async def replayed() -> bool:  # what the workers spilled when the writer died is in the store again
+        tel = (await gw.stats(http))["telemetry"]
+        return tel["spooled"] > 0 and tel["replayed"] >= tel["spooled"]
+
+    await _until("the spool replayed", replayed)
     gw.sigterm()
     assert await gw.wait() == 0, gw.log()
     assert gw.log().count("restarting the telemetry writer") == 1
     rows = dict(gw.query("SELECT SpanAttributes['loomgate.request_id'] AS id, count() FROM otel_traces "
                          "WHERE SpanKind = 'Server' AND id LIKE 'w-%' GROUP BY id"))
-    assert rows == {f"w-{i}": 1 for i in range(120)}
+    assert rows == {f"w-{i}": 1 for i in range(120)}, gw.log()
