@@ -8,9 +8,11 @@ Workers run with ``LOOMGATE_WORKER_PID_HEADER=1``: every response names the proc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +24,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from collectors.store import Store
 from gateway.auth import hash_key
 from gateway.testing import free_port, start_server
 
@@ -31,6 +32,13 @@ KEY = "shopsync-key"
 TOKEN = "admin-token-for-worker-tests"
 SERVING = re.compile(r"serving partners on (\S+):(\d+) with (\d+) workers \(pids ([\d ]+)\), admin on (\S+)")
 SLOW_S = 1.0
+QUERY_SCRIPT = """
+import json, sys
+from collectors.store import Store
+store = Store(sys.argv[1], "otel")
+print(json.dumps(store.query(sys.argv[2]).rows, default=str))
+store.close()
+"""
 
 
 def config_yaml(data_dir: Path, upstream: str, *, admin_port: int, rps: float = 10000, burst: int = 10000,
@@ -100,13 +108,14 @@ class Gateway:
             return body
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        """SQL against the store; only once the gateway has exited."""
+        """SQL against the store once the gateway has exited, in a child process: chDB opens one data
+        directory per process, and the test process may have opened another one already."""
         assert self.proc.returncode is not None, "the store belongs to the running gateway"
-        store = Store(f"chdb://{self.data_dir}/clickhouse", "otel")
-        try:
-            return store.query(sql).rows
-        finally:
-            store.close()
+        out = subprocess.run([sys.executable, "-c", QUERY_SCRIPT, f"chdb://{self.data_dir}/clickhouse", sql],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [tuple(row) for row in json.loads(out.stdout)]
 
 
 async def start_gateway(config_path: Path, data_dir: Path, workers: int, timeout: float = 120.0) -> Gateway:
