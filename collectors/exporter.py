@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -355,7 +356,7 @@ class Telemetry:
             self._generation += 1
             gen = self._generation
             self._proc, self._conn, self._out = proc, conn, out
-            self.writer_pid = proc.pid
+            self.writer_pid = proc.pid if proc is not None else self.writer_pid
             self._alive = True
         self._launched_at = time.monotonic()
         for name, target in (("telemetry-send", self._send_loop), ("telemetry-recv", self._recv_loop)):
@@ -408,7 +409,7 @@ class Telemetry:
             proc.kill()
             proc.wait(timeout=10.0)
 
-    def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
+    def _spawn(self) -> tuple[subprocess.Popen[bytes] | None, Connection]:
         parent, child = Pipe(duplex=True)
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
@@ -682,14 +683,16 @@ def writer_settings(config: Config, *, backoff_initial: float = 0.25,
 
 
 async def start_telemetry(config: Config, *, backoff_initial: float = 0.25,
-                          backoff_max: float = 5.0) -> Telemetry:
+                          backoff_max: float = 5.0, listen: str = "", authkey: bytes = b"") -> Telemetry:
     """Start the writer process and return the pipeline handle.
 
     Waits until the writer has tried to open the store once.  An unreachable store is not an error (records
     are spooled until it answers; ``ready()`` says False); a bad DSN or schema is (``TelemetryError``).
-    ``backoff_*`` bound the retry delay after a failed insert (seconds).
+    ``backoff_*`` bound the retry delay after a failed insert (seconds).  ``listen``/``authkey``: the Unix
+    socket gateway workers connect to (``collectors.writer_links``).
     """
     settings = writer_settings(config, backoff_initial=backoff_initial, backoff_max=backoff_max)
+    settings = dataclasses.replace(settings, listen=listen, authkey=authkey)
     spool = await asyncio.to_thread(Spool, settings.spool_dir, config.telemetry.spool.max_bytes)
     telemetry = Telemetry(config.telemetry, settings, spool)
     await telemetry._start()

@@ -56,7 +56,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -79,6 +79,7 @@ from collectors.rows import (
 )
 from collectors.spool import Batch, Spool
 from collectors.store import Store, StoreError, redact_dsn
+from collectors.writer_links import Link, LinkClosing, LinkHub, merge_pipeline
 from gateway.config import TelemetryConfig
 
 log = logging.getLogger("loomgate.writer")
@@ -102,6 +103,8 @@ class WriterSettings:
     resource: tuple[tuple[str, str], ...]
     backoff_initial: float = 0.25
     backoff_max: float = 5.0
+    listen: str = ""  # Unix socket gateway workers connect to (collectors.writer_links); "" = none
+    authkey: bytes = b""  # the workers' shared secret for that socket
 
 
 class _Close:
@@ -121,9 +124,10 @@ class Writer:
         self.s = settings
         self.t = settings.telemetry
         self.conn = conn
+        self.hub = LinkHub(conn)
         self.resource = dict(settings.resource)
         self.spool = Spool(settings.spool_dir, self.t.spool.max_bytes)
-        self.inbox: queue.Queue[Batch | _Close | _Flush] = queue.Queue()
+        self.inbox: queue.Queue[Batch | _Close | _Flush | LinkClosing] = queue.Queue()
         self.store: Store | None = None
         self.store_error = ""
         self.healthy = False
@@ -136,13 +140,11 @@ class Writer:
                                           self.t.dead_letter_max_bytes)
         # Since when spooled records have waited with nothing reaching the store (monotonic; None: none wait)
         self._unwritten_since: float | None = None
-        self.gateway_pipeline: dict[str, int] = {}
         self._mem_records = 0
         self._lock = threading.Lock()  # counters, _mem_records and spool removal (writer threads)
-        self._send_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="writer-rpc")
         self._last_pipeline = 0.0
-        self._carry: Batch | None = None  # taken from the inbox but left for the next insert
+        self._carry: Batch | LinkClosing | None = None  # taken from the inbox, left for the next turn
         self.replays = ReplayPlanner(self.spool, MAX_REPLAY_RECORDS)
         self._backlog = bool(self.spool.segments())  # segments waiting: replay instead of idling
         self._spool_record_bytes = SPOOL_RECORD_BYTES
@@ -159,9 +161,13 @@ class Writer:
         fatal = self._first_open()
         if fatal:
             return
-        threading.Thread(target=self._receive, name="writer-recv", daemon=True).start()
+        threading.Thread(target=self._receive, args=(self.hub.control,), name="writer-recv",
+                         daemon=True).start()
+        if self.s.listen:
+            self.hub.listen(self.s.listen, self.s.authkey, self._receive,
+                            lambda: ("ready", self.healthy, self.store_error, False))
         while True:
-            item: Batch | _Close | _Flush | None = self._carry
+            item: Batch | _Close | _Flush | LinkClosing | None = self._carry
             self._carry = None
             if item is None:
                 try:
@@ -170,9 +176,12 @@ class Writer:
                     item = None
             if item is _CLOSE:
                 break
+            if isinstance(item, LinkClosing):
+                self._link_closed(item.link)
             if isinstance(item, Batch):
                 group, closing = self._gather(item)
-                self._handle(group)
+                for part in self.hub.split(group):  # never combined across gateway processes
+                    self._handle(part)
                 if closing:
                     break
             self._maybe_replay()
@@ -215,9 +224,10 @@ class Writer:
         self.store_error = ""
 
     def _shutdown(self) -> None:
-        if self._carry is not None:
+        self.hub.stop_listening()
+        if isinstance(self._carry, Batch):
             self._handle([self._carry])
-            self._carry = None
+        self._carry = None
         while True:  # batches received before the close marker was queued behind it cannot exist, but be safe
             try:
                 item = self.inbox.get_nowait()
@@ -225,9 +235,11 @@ class Writer:
                 break
             if isinstance(item, Batch):
                 self._handle([item])
+            elif isinstance(item, LinkClosing):
+                self._link_closed(item.link)
         if self.healthy:
             self._write_pipeline_rows()
-        self._send(("closed", self.snapshot()))
+        self.hub.broadcast(("closed", self.snapshot()))
         self._pool.shutdown(wait=True)
         if self.otlp is not None:
             self.otlp.shutdown()
@@ -236,15 +248,16 @@ class Writer:
 
     # -- receiving -----------------------------------------------------------------------------------
 
-    def _receive(self) -> None:
+    def _receive(self, link: Link) -> None:
+        """One gateway link's messages, until it closes.  The control link's end ends the writer."""
         try:
             while True:
-                msg = self.conn.recv()
+                msg = link.conn.recv()
                 kind = msg[0]
                 if kind == "batch":
-                    self._receive_batch(msg)
+                    self._receive_batch(msg, link)
                 elif kind == "rpc":
-                    self._pool.submit(self._rpc, msg[1], msg[2], msg[3])
+                    self._pool.submit(self._rpc, msg[1], msg[2], msg[3], link)
                 elif kind == "flush":
                     self.inbox.put(_FLUSH)
                 elif kind == "close":
@@ -252,17 +265,27 @@ class Writer:
                 else:
                     log.error("unknown message %r from the gateway", kind)
         except (EOFError, OSError):
-            log.warning("gateway connection closed without a close message; flushing and exiting")
-        self.inbox.put(_CLOSE)
+            if link.control:
+                log.warning("gateway connection closed without a close message; flushing and exiting")
+            else:  # its batches already received are still inserted; only their acknowledgements are lost
+                log.warning("gateway worker connection %s closed without a close message", link.name)
+                self.hub.drop(link)
+                return
+        self.inbox.put(_CLOSE if link.control else LinkClosing(link))
 
-    def _receive_batch(self, msg: tuple[Any, ...]) -> None:
+    def _link_closed(self, link: Link) -> None:
+        """Everything ``link`` sent before its close is settled: tell it so, and forget it."""
+        self.hub.send(link, ("closed", self.snapshot()))
+        self.hub.drop(link)
+
+    def _receive_batch(self, msg: tuple[Any, ...], link: Link) -> None:
         _, batch_id, cut_ns, gauges, n_chunks = msg
         records: list[tuple[Any, ...]] = []
         for _ in range(n_chunks):
-            records.extend(pickle.loads(self.conn.recv_bytes()))
+            records.extend(pickle.loads(link.conn.recv_bytes()))
         batch = Batch(batch_id, cut_ns, records, gauges)
-        if isinstance(gauges.get("pipeline"), Mapping):
-            self.gateway_pipeline = dict(gauges["pipeline"])  # one atomic rebinding
+        merge_pipeline(link, gauges)
+        self.hub.own(batch_id, link)
         n = len(records)
         with self._lock:
             self.counters["received"] += n
@@ -302,6 +325,9 @@ class Writer:
             if isinstance(item, _Flush):
                 deadline = 0.0  # take what is already waiting, then insert
                 continue
+            if isinstance(item, LinkClosing):  # settled after this group, in arrival order
+                self._carry = item
+                break
             if n + len(item.records) > cap:
                 self._carry = item
                 break
@@ -340,7 +366,8 @@ class Writer:
         if len(group) == 1:
             return group[0]
         batch = combine(group)
-        self._send(("combined", batch.batch_id, [b.batch_id for b in group]))
+        members = [b.batch_id for b in group]
+        self.hub.send(self.hub.combine_owner(batch.batch_id, members), ("combined", batch.batch_id, members))
         return batch
 
     def _write(self, batch: Batch) -> None:
@@ -515,7 +542,7 @@ class Writer:
         if done is not None:
             self._settle(batch, done, replayed=True)
         self._recovered()
-        self._send(("counters", self.snapshot()))
+        self.hub.broadcast(("counters", self.snapshot()))
         return True
 
     def _maybe_collect_garbage(self) -> None:
@@ -547,7 +574,7 @@ class Writer:
             return
         self._last_pipeline = time.monotonic()
         mine = self.snapshot()
-        gw = self.gateway_pipeline
+        gw = self.hub.pipeline()
         values = {
             "queued": gw.get("queued", mine["received"]),
             "written": mine["written"],
@@ -566,16 +593,16 @@ class Writer:
 
     # -- RPC -----------------------------------------------------------------------------------------
 
-    def _rpc(self, req_id: int, op: str, args: tuple[Any, ...]) -> None:
+    def _rpc(self, req_id: int, op: str, args: tuple[Any, ...], link: Link) -> None:
         try:
             result = self._rpc_call(op, args)
             reply: tuple[Any, ...] = ("rpc", req_id, True, result)
         except Exception as exc:
             reply = ("rpc", req_id, False, f"{type(exc).__name__}: {_one_line(exc)}")
         try:
-            self._send(reply)
+            self.hub.send(link, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            self._send(("rpc", req_id, False, f"result cannot be sent to the gateway: {exc}"))
+            self.hub.send(link, ("rpc", req_id, False, f"result cannot be sent to the gateway: {exc}"))
 
     def _rpc_call(self, op: str, args: tuple[Any, ...]) -> Any:
         if op == "status":
@@ -620,13 +647,12 @@ class Writer:
     # -- sending -------------------------------------------------------------------------------------
 
     def _ack(self, batch: Batch, outcome: str) -> None:
-        self._send(("ack", batch.batch_id, outcome, self.snapshot()))
+        self.hub.send(self.hub.owner(batch.batch_id, release=True),
+                      ("ack", batch.batch_id, outcome, self.snapshot()))
 
     def _send(self, msg: tuple[Any, ...]) -> None:
-        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)  # fail here, not half-way on the wire
-        # The gateway may be gone; the receiver then sees EOF and queues the close marker.
-        with self._send_lock, contextlib.suppress(OSError):
-            self.conn.send_bytes(data)
+        """To the gateway that started this writer (the control link)."""
+        self.hub.send(self.hub.control, msg)
 
 
 EARLIER_GAUGES = "earlier_snapshots"  # key of a combined batch's gauges: [(cut_ns, snapshot), ...]

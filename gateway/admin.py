@@ -33,6 +33,7 @@ from gateway.app import PROXY_KEY
 from gateway.appkeys import CONFIG_KEY, SERVICES_KEY
 from gateway.auth_throttle import AuthThrottle
 from gateway.config import Config
+from gateway.fleet import FLEET_KEY, Fleet
 from gateway.headers import request_id
 from gateway.services import Services
 
@@ -232,6 +233,9 @@ async def stats(request: web.Request) -> web.Response:
     app = request.app
     proxy = app[PROXY_KEY]
     services = app[SERVICES_KEY]
+    fleet = app.get(FLEET_KEY)
+    if fleet is not None:  # loomgate serve --workers N: every worker together
+        return web.json_response(await fleet.stats(proxy.draining))
     body: dict[str, Any] = {
         "inflight": proxy.inflight,
         "requests_total": proxy.requests_total,
@@ -345,8 +349,12 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 # ----------------------------------------------------------------------------------------------- app
 
 
-def build_admin_app(config: Config, services: Services, partner_app: web.Application) -> web.Application:
+def build_admin_app(config: Config, services: Services, partner_app: web.Application,
+                    fleet: Fleet | None = None) -> web.Application:
+    """``fleet``: the gateway workers this admin listener reports on (else the one partner app's proxy)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware])
+    if fleet is not None:
+        app[FLEET_KEY] = fleet
     app[CONFIG_KEY] = config
     app[SERVICES_KEY] = services
     app[PROXY_KEY] = partner_app[PROXY_KEY]

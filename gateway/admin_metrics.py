@@ -40,8 +40,10 @@ from prometheus_client.registry import Collector
 
 from collectors.health import State
 from collectors.metrics import DURATION_BUCKETS
+from collectors.request_stats import Series, SeriesKey
 from gateway.app import PROXY_KEY
 from gateway.appkeys import SERVICES_KEY
+from gateway.fleet import FLEET_KEY, Fleet
 from gateway.proxy import Proxy
 from gateway.services import Services
 
@@ -59,16 +61,32 @@ class GatewayCollector(Collector):
         self._proxy = proxy
         self._services = services
 
+    # What is read, separately from how it is exposed: FleetCollector reads every worker instead.
+    def _inflight(self) -> int:
+        return self._proxy.inflight
+
+    def _received(self) -> int:
+        return self._proxy.requests_total
+
+    def _series(self) -> dict[SeriesKey, Series]:
+        return self._services.telemetry.request_stats.snapshot()
+
+    def _counters(self) -> dict[str, int]:
+        return dict(self._services.telemetry.counters())
+
+    def _breaker_states(self) -> dict[str, tuple[str, int]]:
+        return {name: (pool.breaker.state, pool.breaker.consecutive_failures)
+                for name, pool in self._proxy.upstreams.items()}
+
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
-        proxy = self._proxy
         active = GaugeMetricFamily("loomgate_http_server_active_requests",
                                    "Partner requests being served now.")
-        active.add_metric([], proxy.inflight)
+        active.add_metric([], self._inflight())
         yield active
         received = CounterMetricFamily("loomgate_http_server_received_requests",
                                        "Partner requests received since start, including unparseable ones.")
-        received.add_metric([], proxy.requests_total)
+        received.add_metric([], self._received())
         yield received
         yield from self._telemetry()
         yield from self._breakers()
@@ -86,7 +104,7 @@ class GatewayCollector(Collector):
         total = CounterMetricFamily("loomgate_http_server_requests",
                                     "Partner requests answered, by route, partner and status class; from "
                                     "the telemetry batches.", labels=labels)
-        for key, series in sorted(telemetry.request_stats.snapshot().items(),
+        for key, series in sorted(self._series().items(),
                                   key=lambda kv: (kv[0].route, kv[0].partner, kv[0].status_class)):
             values = [key.route, key.partner, key.status_class]
             cumulative, running = [], 0
@@ -105,7 +123,7 @@ class GatewayCollector(Collector):
         records = CounterMetricFamily("loomgate_telemetry_records",
                                       "Call records by telemetry pipeline outcome since start.",
                                       labels=["outcome"])
-        for outcome, value in sorted(telemetry.counters().items()):
+        for outcome, value in sorted(self._counters().items()):
             records.add_metric([outcome], value)
         yield records
 
@@ -116,11 +134,10 @@ class GatewayCollector(Collector):
         failures = GaugeMetricFamily("loomgate_circuit_breaker_consecutive_failures",
                                      "Consecutive failures counted by each upstream's breaker.",
                                      labels=["upstream"])
-        for name, pool in sorted(self._proxy.upstreams.items()):
-            current = pool.breaker.state
+        for name, (current, consecutive) in sorted(self._breaker_states().items()):
             for s in CIRCUIT_STATES:
                 state.add_metric([name, s], 1.0 if s == current else 0.0)
-            failures.add_metric([name], pool.breaker.consecutive_failures)
+            failures.add_metric([name], consecutive)
         yield state
         yield failures
 
@@ -137,10 +154,37 @@ class GatewayCollector(Collector):
         yield state
 
 
-def build_registry(proxy: Proxy, services: Services) -> CollectorRegistry:
+class FleetCollector(GatewayCollector):
+    """The same metrics summed over every gateway worker (``gateway.fleet``)."""
+
+    def __init__(self, proxy: Proxy, services: Services, fleet: Fleet) -> None:
+        super().__init__(proxy, services)
+        self._fleet = fleet
+
+    def _inflight(self) -> int:
+        return self._fleet.inflight
+
+    def _received(self) -> int:
+        return self._fleet.requests_total
+
+    def _series(self) -> dict[SeriesKey, Series]:
+        return self._fleet.request_series()
+
+    def _counters(self) -> dict[str, int]:
+        return self._fleet.telemetry_counters()
+
+    def _breaker_states(self) -> dict[str, tuple[str, int]]:
+        states = {name: ("closed", 0) for name in self._proxy.upstreams}
+        for name, up in self._fleet.breakers().items():
+            states[name] = (up["circuit"], up["consecutive_failures"])
+        return states
+
+
+def build_registry(proxy: Proxy, services: Services, fleet: Fleet | None = None) -> CollectorRegistry:
     """One registry per admin application (never the library's global one: tests run many gateways)."""
     registry = CollectorRegistry()
-    registry.register(GatewayCollector(proxy, services))
+    registry.register(GatewayCollector(proxy, services) if fleet is None
+                      else FleetCollector(proxy, services, fleet))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
@@ -153,5 +197,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app[REGISTRY_KEY] = build_registry(app[PROXY_KEY], app[SERVICES_KEY])
+    app[REGISTRY_KEY] = build_registry(app[PROXY_KEY], app[SERVICES_KEY], app.get(FLEET_KEY))
     app.router.add_get("/metrics", metrics)

@@ -111,16 +111,21 @@ class RunningGateway:
         await asyncio.shield(self._drain_task)
 
     async def _drain(self) -> None:
-        # The wait is ours rather than aiohttp's shutdown_timeout: aiohttp waits that long twice per
-        # connection, which would let in-flight requests run for twice the configured drain timeout.
-        self.proxy.draining = True
-        for site in list(self.partner_runner.sites):
-            await site.stop()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.services.config.limits.drain_timeout
-        while self.proxy.inflight and loop.time() < deadline:
-            await asyncio.sleep(_DRAIN_POLL)
-        await self.partner_runner.cleanup()  # cancels what is still running, closes the pools
+        await drain_partner(self.proxy, self.partner_runner, self.services.config.limits.drain_timeout)
+
+
+async def drain_partner(proxy: Proxy, runner: GatewayRunner, timeout: float) -> None:
+    """Stop accepting, let in-flight requests finish for up to ``timeout`` s, then cancel the rest."""
+    # The wait is ours rather than aiohttp's shutdown_timeout: aiohttp waits that long twice per
+    # connection, which would let in-flight requests run for twice the configured drain timeout.
+    proxy.draining = True
+    for site in list(runner.sites):
+        await site.stop()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while proxy.inflight and loop.time() < deadline:
+        await asyncio.sleep(_DRAIN_POLL)
+    await runner.cleanup()  # cancels what is still running, closes the pools
 
 
 def _url(runner: web.AppRunner) -> str:
@@ -130,10 +135,13 @@ def _url(runner: web.AppRunner) -> str:
     return f"http://{host}:{port}"
 
 
-async def _start_listener(runner: GatewayRunner, host: str, port: int, where: str) -> str:
+async def start_listener(runner: GatewayRunner, host: str, port: int, where: str, *,
+                         reuse_port: bool = False) -> str:
+    """Set ``runner`` up and listen; ``reuse_port``: share the port with the other gateway workers."""
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_address=True, backlog=_LISTEN_BACKLOG).start()
+        await web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None,
+                          backlog=_LISTEN_BACKLOG).start()
     except OSError as exc:
         reason = os.strerror(exc.errno).lower() if exc.errno else describe(exc)
         raise StartupError(f"{where}: cannot listen on {host}:{port}: {reason}") from None
@@ -169,8 +177,8 @@ async def run_gateway(config: Config, *, sink: Any = None) -> AsyncIterator[Runn
         try:
             lp, la = config.partner_listener, config.admin_listener
             src = config.source
-            partner_url = await _start_listener(partner_runner, lp.host, lp.port, f"{src}: listeners.partner")
-            admin_url = await _start_listener(admin_runner, la.host, la.port, f"{src}: listeners.admin")
+            partner_url = await start_listener(partner_runner, lp.host, lp.port, f"{src}: listeners.partner")
+            admin_url = await start_listener(admin_runner, la.host, la.port, f"{src}: listeners.admin")
             gw = RunningGateway(partner_url, admin_url, services, proxy, partner_runner, admin_runner)
             yield gw
         finally:
@@ -220,6 +228,16 @@ async def serve(config: Config, *, ready: Callable[[RunningGateway], None] | Non
             loop.remove_signal_handler(signum)
 
 
+def _worker_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers: {text!r} is not a whole number") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"--workers: {n} is out of range (1 to 256)")
+    return n
+
+
 def cli_main(argv: list[str]) -> int:
     """``loomgate serve --config FILE``."""
     parser = argparse.ArgumentParser(
@@ -228,6 +246,10 @@ def cli_main(argv: list[str]) -> int:
     )
     parser.add_argument("--config", "-c", required=True, metavar="FILE", help="gateway YAML config")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--workers", "-w", type=_worker_count, default=1, metavar="N",
+                        help="gateway processes sharing the partner port (default 1: a single process); "
+                             "with N > 1 a supervisor runs the admin listener, health checks, alerts and the "
+                             "one telemetry writer, and restarts workers that die")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -238,6 +260,10 @@ def cli_main(argv: list[str]) -> int:
         return 2
     raise_fd_limit()
     try:
+        if args.workers > 1:
+            from gateway.supervisor import serve_workers
+
+            return asyncio.run(serve_workers(config, args.workers, log_level=args.log_level))
         return asyncio.run(serve(config))
     except StartupError as exc:
         print(f"loomgate serve: {exc}", file=sys.stderr)

@@ -25,14 +25,16 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-async def start_services(config: Config, *, sink: RecordSink | None = None) -> Services:
-    """Start what the config asks for.  ``sink`` overrides telemetry (tests of the proxy alone)."""
+async def start_services(config: Config, *, sink: RecordSink | None = None, writer_listen: str = "",
+                         writer_authkey: bytes = b"") -> Services:
+    """Start what the config asks for.  ``sink`` overrides telemetry (tests of the proxy alone);
+    ``writer_listen``/``writer_authkey``: the socket gateway workers reach the writer on."""
     services = Services(config=config, sink=sink or NullSink())
     try:
         if sink is None and config.telemetry.enabled:
             from collectors.exporter import start_telemetry
 
-            services.telemetry = await start_telemetry(config)
+            services.telemetry = await start_telemetry(config, listen=writer_listen, authkey=writer_authkey)
             services.sink = services.telemetry.sink
             services.store = services.telemetry.store
         if services.store is not None and any(u.health_check for u in config.upstreams):
