@@ -22,11 +22,9 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,22 +32,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
+from run_report import PATH, TARGETS, Load, Results, render
+from threads import difference, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-PATH = "/v1/artisans/a1/listings"
 API_KEY = "bench-partner-key-0001"  # benchmark-only key; its SHA-256 is all the gateway is given
-TARGETS = ("upstream", "baseline", "gateway", "telemetry")
-LABELS = {
-    "upstream": "upstream directly",
-    "baseline": "minimal aiohttp proxy (baseline)",
-    "gateway": "gateway: auth + rate limit, telemetry off",
-    "telemetry": "gateway: auth + rate limit + full telemetry (embedded store)",
-}
 
 WRK_SCRIPT = """
 wrk.headers["X-Api-Key"] = "%s"
@@ -64,29 +56,6 @@ end
 """
 
 
-# ----------------------------------------------------------------------------------------------- types
-@dataclass(frozen=True, slots=True)
-class Load:
-    requests: int
-    seconds: float
-    errors: int
-    p50_ms: float
-    p99_ms: float
-    cpu_us_per_req: float  # server process (and its children), user + system
-    child_cpu_us_per_req: float  # children only (the telemetry writer process)
-    load_avg: float = float("nan")  # 1-minute load average at the end of the run
-    lag_p99_ms: float = float("nan")  # event-loop lag during the run (gateway targets only)
-    lag_max_ms: float = float("nan")
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def own_cpu_us_per_req(self) -> float:
-        return self.cpu_us_per_req - self.child_cpu_us_per_req
-
-
 @dataclass
 class Server:
     name: str
@@ -99,14 +68,6 @@ class Server:
     def ps(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
 
-
-@dataclass
-class Results:
-    c32: dict[str, list[Load]] = field(default_factory=dict)
-    c1: dict[str, list[Load]] = field(default_factory=dict)
-    rss: dict[str, float] = field(default_factory=dict)
-    rss_target: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 # -------------------------------------------------------------------------------------------- processes
@@ -238,13 +199,21 @@ def drive(server: Server, connections: int, duration: float, load_core: set[int]
     cmd = load_command(server.url + PATH, connections, duration, script)
     loop_lag(server)  # discard what was recorded between runs
     cpu0, child0 = cpu_seconds(server)
+    threads0 = snapshot(_processes(server))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                          preexec_fn=_pinned(load_core), check=False)
     cpu1, child1 = cpu_seconds(server)
+    threads = difference(threads0, snapshot(_processes(server)))
     lag = loop_lag(server)
     load = _parse_load(out.stdout + out.stderr[-800:], cpu1 - cpu0, child1 - child0)
     return replace(load, load_avg=os.getloadavg()[0], lag_p99_ms=_percentile(lag, 0.99),
-                   lag_max_ms=max(lag) if lag else float("nan"))
+                   lag_max_ms=max(lag) if lag else float("nan"), threads=threads)
+
+
+def _processes(server: Server) -> dict[str, list[int]]:
+    with contextlib.suppress(psutil.Error):
+        return {"gateway": [server.proc.pid], "writer": [c.pid for c in server.ps.children(recursive=True)]}
+    return {}
 
 
 def _rss_mb(server: Server) -> tuple[float, float]:
@@ -335,126 +304,6 @@ def servers(workdir: Path, targets: Sequence[str], server_core: set[int] | None,
             stop(server)
 
 
-# ---------------------------------------------------------------------------------------------- report
-def _med(loads: list[Load], attr: str) -> float:
-    return statistics.median(getattr(x, attr) for x in loads) if loads else float("nan")
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def _header(args: argparse.Namespace, loader: str, pinned: bool) -> list[str]:
-    placement = ("server under test pinned to one core; upstream + load generator on the other"
-                 if pinned else "no pinning (one CPU)")
-    if pinned:
-        placement += ("; telemetry writer process on the gateway's core" if args.writer_core == "same"
-                      else "; telemetry writer process on the load generator's core")
-    gc_note = ("CPython defaults (--gateway-default-gc)" if args.gateway_default_gc
-               else "gateway.gctune applied after start-up")
-    return [
-        "## Loomgate benchmark",
-        "",
-        f"- command: `{' '.join(['python bench/run.py', *args.argv])}`",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"load generator: {loader}",
-        f"- placement: {placement}; gateway garbage collector: {gc_note}",
-        f"- per target: {args.duration:g} s at 32 connections, {args.c1_duration:g} s at 1 connection, "
-        f"{args.rounds} round(s), medians shown; request `GET {PATH}` with `X-Api-Key`",
-        "- CPU µs/req: user + system CPU time of the process during the run ÷ requests answered (less "
-        "sensitive to other work on the machine than req/s); the writer column is the telemetry writer "
-        "child process",
-        "- loop lag: how late a 10 ms ticker on the gateway's event loop fired during the run (p99 / max)",
-        "",
-    ]
-
-
-def _lag(loads: list[Load]) -> str:
-    p99, worst = _med(loads, "lag_p99_ms"), max((x.lag_max_ms for x in loads), default=float("nan"))
-    return "n/a" if p99 != p99 else f"{p99:.2f} / {worst:.2f}"
-
-
-def _table(res: Results) -> list[str]:
-    lines = ["| target | req/s (32 conn) | p50 ms | p99 ms | p50 ms (1 conn) | p99 ms (1 conn) "
-             "| server CPU µs/req | writer CPU µs/req | loop lag ms 32 conn | loop lag ms 1 conn "
-             "| load avg | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in TARGETS:
-        if name not in res.c32:
-            continue
-        c32, c1 = res.c32[name], res.c1[name]
-        errors = sum(x.errors for x in c32 + c1)
-        writer = f"{_med(c32, 'child_cpu_us_per_req'):.0f}" if name == "telemetry" else "n/a"
-        lines.append(f"| {LABELS[name]} | {_med(c32, 'rps'):,.0f} | {_med(c32, 'p50_ms'):.2f} "
-                     f"| {_med(c32, 'p99_ms'):.2f} | {_med(c1, 'p50_ms'):.3f} | {_med(c1, 'p99_ms'):.3f} "
-                     f"| {_med(c32, 'own_cpu_us_per_req'):.0f} | {writer} | {_lag(c32)} | {_lag(c1)} "
-                     f"| {_med(c32 + c1, 'load_avg'):.1f} | {errors} |")
-    return [*lines, ""]
-
-
-def _row(label: str, value: str, target: str = "", ok: bool | None = None) -> str:
-    return f"| {label} | {value} | {target} | {'' if ok is None else _verdict(ok)} |"
-
-
-def _comparisons(res: Results) -> list[str]:
-    if "baseline" not in res.c32:
-        return []
-    base, base1 = res.c32["baseline"], res.c1["baseline"]
-    base_cpu = _med(base, "own_cpu_us_per_req")
-    lines = ["| comparison with the baseline (same run) | value | target | verdict |", "|---|---:|---:|---|"]
-    if "gateway" in res.c32:
-        g, g1 = res.c32["gateway"], res.c1["gateway"]
-        ratio = _med(g, "rps") / _med(base, "rps")
-        added1 = (_med(g1, "p50_ms") - _med(base1, "p50_ms")) * 1000
-        added32 = (_med(g, "p50_ms") - _med(base, "p50_ms")) * 1000
-        g_cpu = _med(g, "own_cpu_us_per_req")
-        lines += [
-            _row("gateway / baseline req/s (32 conn)", f"{ratio:.3f}", "≥ 0.92", ratio >= 0.92),
-            _row("gateway p50 added latency (1 conn)", f"{added1:.0f} µs", "≤ 300 µs", added1 <= 300),
-            _row("gateway p50 added latency (32 conn)", f"{added32:.0f} µs"),
-            _row("gateway CPU over baseline", f"{g_cpu - base_cpu:.0f} µs/req"),
-            _row("gateway / baseline by CPU per request (capacity of one dedicated core)",
-                 f"{base_cpu / g_cpu:.3f}", "(≥ 0.92)"),
-        ]
-    if "telemetry" in res.c32:
-        t, t1 = res.c32["telemetry"], res.c1["telemetry"]
-        ratio = _med(t, "rps") / _med(base, "rps")
-        p99 = _med(t1, "p99_ms")
-        own, writer = _med(t, "own_cpu_us_per_req"), _med(t, "child_cpu_us_per_req")
-        lines += [
-            _row("full telemetry / baseline req/s (32 conn)", f"{ratio:.3f}", "≥ 0.85", ratio >= 0.85),
-            _row("full telemetry p99 (1 conn)", f"{p99:.3f} ms", "≤ 1 ms", p99 <= 1.0),
-            _row("full telemetry / baseline by gateway-process CPU per request", f"{base_cpu / own:.3f}",
-                 "(≥ 0.85)"),
-        ]
-        if "gateway" in res.c32:
-            extra = own - _med(res.c32["gateway"], "own_cpu_us_per_req")
-            lines.append(_row("telemetry CPU in the gateway process (vs gateway without telemetry)",
-                              f"{extra:.1f} µs/req"))
-        lines += [
-            _row("telemetry CPU in the writer process", f"{writer:.1f} µs/req"),
-            _row("event-loop lag with telemetry, p99 / max (1 conn)", f"{_lag(t1)} ms"),
-        ]
-    return [*lines, ""]
-
-
-def _rss(res: Results, args: argparse.Namespace) -> list[str]:
-    if not res.rss:
-        return []
-    r = res.rss
-    return [f"RSS under {args.rss_connections:,} concurrent connections for {args.rss_seconds:g} s "
-            f"({LABELS[res.rss_target]}): gateway process {r['idle']:.0f} MB idle, {r['peak']:.0f} MB peak; "
-            f"its child processes (telemetry writer) {r['child']:.0f} MB peak; "
-            f"{r['requests']:,.0f} requests, "
-            f"{r['errors']:,.0f} errors, p99 {r['p99']:.1f} ms.", ""]
-
-
-def render(res: Results, args: argparse.Namespace, loader: str, pinned: bool) -> str:
-    lines = _header(args, loader, pinned) + _table(res) + _comparisons(res) + _rss(res, args)
-    lines += [f"- {n}" for n in res.notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 # ------------------------------------------------------------------------------------------------ main
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -464,7 +313,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rss-connections", type=int, default=1000)
     p.add_argument("--rss-seconds", type=float, default=5.0)
     p.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk exists")
-    p.add_argument("--writer-core", choices=("other", "same"), default="other",
+    p.add_argument("--writer-core", choices=("other", "same", "any"), default="other",
                    help="core of the telemetry writer process: the load generator's ('other', default: "
                         "the gateway process alone has its core) or the gateway's ('same')")
     p.add_argument("--gateway-default-gc", action="store_true",
@@ -500,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         if wrk:
             script = workdir / "key.lua"
             script.write_text(WRK_SCRIPT % API_KEY)
-        writer_core = load_core if args.writer_core == "other" else None
+        # "same": the writer inherits the gateway's core; "any": its threads may run on both cores
+        both = (server_core | load_core) if server_core and load_core else None
+        writer_core = {"other": load_core, "same": None, "any": both}[args.writer_core]
         flags = ["--default-gc"] if args.gateway_default_gc else []
         if args.insert_max_wait is not None:
             flags += ["--insert-max-wait", str(args.insert_max_wait)]

@@ -40,6 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+from threads import difference, snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -116,6 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | None]:
                 await tel.store.command(f"DROP VIEW {view}")
         writer = psutil.Process(tel.writer_pid)
         wcpu0 = sum(writer.cpu_times()[:2])
+        threads0 = snapshot({"writer": [tel.writer_pid]})
         stop, lags = asyncio.Event(), []
         # the probe itself costs loop CPU (1,000 wake-ups/s), so it only runs when asked for
         tick = asyncio.create_task(ticker(stop, lags)) if args.probe_loop else None
@@ -133,6 +135,7 @@ async def run(args: argparse.Namespace) -> dict[str, float | None]:
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         wcpu = sum(writer.cpu_times()[:2]) - wcpu0
+        threads = difference(threads0, snapshot({"writer": [tel.writer_pid]}))
         stop.set()
         if tick is not None:
             await tick
@@ -154,6 +157,10 @@ async def run(args: argparse.Namespace) -> dict[str, float | None]:
         "submit_us_per_record": round(submit_cost(recs[:200_000], args.batch_size), 3),
         "loop_stall_p99_ms": round(lags[int(len(lags) * 0.99)] * 1e3, 3) if lags else None,
         "loop_stall_max_ms": round(lags[-1] * 1e3, 3) if lags else None,
+        # where the writer's CPU went: µs per span row per thread group (name, scheduling policy)
+        "writer_threads_us_per_row": {f"{k.thread} ({k.policy})": round(u.cpu_s / rows * 1e6, 2)
+                                      for k, u in sorted(threads.items(), key=lambda kv: -kv[1].cpu_s)
+                                      if u.cpu_s / rows * 1e6 >= 0.05},
         "written": counters["written"], "dropped": counters["dropped"], "spooled": counters["spooled"],
     }
 
