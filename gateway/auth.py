@@ -86,7 +86,7 @@ def cli_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="loomgate hash-key",
         description=(
-            "Print the SHA-256 hex digest of an API key, for partners[].api_key_sha256 in the config. "
+            "Print the SHA-256 hex digest of an API key, for partners[].api_keys in the config. "
             "Without KEY the key is read from standard input (first line), which keeps it out of "
             "shell history."
         ),
