@@ -53,7 +53,6 @@ async def relay(
         return resp, True
     finally:
         limits.end_client_wait()
-    sent = 0
     if request.method != "HEAD" and status not in _NO_BODY_STATUSES and status >= 200:
         read = up.content.readany
         at_eof = up.content.at_eof
@@ -63,13 +62,11 @@ async def relay(
                 limits.begin_wait(owed=True)
                 chunk = await read()
             except (TimeoutError, ClientError, OSError):
-                c.response_body_size = sent
                 abort(request, resp, up, c, "upstream_aborted", "upstream")
                 return resp, False
             except asyncio.CancelledError:
                 if not limits.timed_out():
                     raise
-                c.response_body_size = sent
                 abort(request, resp, up, c, "upstream_aborted", "upstream")
                 return resp, False
             finally:
@@ -80,21 +77,18 @@ async def relay(
             try:
                 await write(chunk)
             except ConnectionError:
-                c.response_body_size = sent
                 abort(request, resp, up, c, "client_abort", "client")
                 return resp, True
             except asyncio.CancelledError:
                 if not limits.timed_out():
                     raise
-                c.response_body_size = sent
                 abort(request, resp, up, c, "client_timeout", "client")
                 return resp, True
             finally:
                 limits.end_client_wait()
-            sent += len(chunk)
+            c.response_body_size += len(chunk)
             if at_eof():  # the upstream's body is complete: no need to wait for its end marker
                 break
-    c.response_body_size = sent
     limits.begin_client_wait()
     try:
         await resp.write_eof()
