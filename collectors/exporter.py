@@ -44,19 +44,18 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import pickle
 import queue
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.connection import Connection, Pipe
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from collectors.child_process import spawn_module
 from collectors.record import CallRecord
 from collectors.request_stats import RequestStats
 from collectors.spool import Batch, Spool
@@ -410,17 +409,7 @@ class Telemetry:
             proc.wait(timeout=10.0)
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes] | None, Connection]:
-        parent, child = Pipe(duplex=True)
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "collectors.writer", "--fd", str(child.fileno())],
-                pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child.close()
+        proc, parent = spawn_module("collectors.writer")
         parent.send(("init", self.settings))
         return proc, parent
 

@@ -27,15 +27,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, Pipe
-from pathlib import Path
+from multiprocessing.connection import Connection
 
+from collectors.child_process import spawn_module
 from gateway.admin import build_admin_app
 from gateway.app import PROXY_KEY, build_partner_app
 from gateway.config import Config
@@ -107,17 +106,7 @@ class WorkerPool:
         return [s.proc.pid for s in self.slots if s.proc is not None and s.proc.poll() is None]
 
     async def _launch(self, slot: _Slot) -> None:
-        parent, child = Pipe(duplex=True)
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.worker", "--fd", str(child.fileno()),
-                 "--log-level", self._log_level],
-                pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL)
-        finally:
-            child.close()
+        proc, parent = spawn_module("gateway.worker", "--log-level", self._log_level)
         loop = asyncio.get_running_loop()
         slot.proc, slot.exited, slot.started_at = proc, loop.create_future(), time.monotonic()
         ready: asyncio.Future[tuple[str, object]] = loop.create_future()
